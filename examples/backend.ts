@@ -1,0 +1,114 @@
+/**
+ * Example backend: a demo gRPC service, defined without .proto files (messages are JSON bytes), that
+ * takes a configurable time per call and counts the calls it served.
+ *
+ * Service `demo.Demo`:
+ * - `Get` (unary): `{"key": "..."}` → `{"key", "value", "call"}` after the delay
+ * - `Stats` (unary): `{}` → `{"calls": N}` (calls to Get so far)
+ * - `Watch` (server streaming): `{"key", "count"}` → `count` messages
+ * - `Upload` (client streaming): many `{"key"}` → `{"received": N}`
+ * - `Chat` (bidi streaming): echoes each message as it comes
+ *
+ * Run it: `deno run -A examples/backend.ts --port 50051 --delay 50ms`
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { parseArgs } from "node:util";
+import { parseDuration } from "../src/duration.ts";
+
+/** Options for {@linkcode startBackend}. */
+export interface BackendOptions {
+  /** Port; 0 picks a free one. @default {0} */
+  port?: number;
+  /** Address to bind. @default {"127.0.0.1"} */
+  host?: string;
+  /** Time each Get takes, in ms. @default {0} */
+  delayMs?: number;
+}
+
+/** A running example backend. */
+export interface Backend {
+  /** The port it listens on. */
+  readonly port: number;
+  /** Get calls served so far. */
+  calls(): number;
+  /** Stops at once. */
+  close(): void;
+}
+
+const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+const parse = (bytes: Buffer): Record<string, unknown> => JSON.parse(bytes.toString() || "{}");
+const identity = (b: Buffer): Buffer => b;
+
+function method(path: string, requestStream: boolean, responseStream: boolean) {
+  return {
+    path,
+    requestStream,
+    responseStream,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  };
+}
+
+/** The demo service's definition (usable by clients too). */
+export const DEMO_SERVICE = {
+  Get: method("/demo.Demo/Get", false, false),
+  Stats: method("/demo.Demo/Stats", false, false),
+  Watch: method("/demo.Demo/Watch", false, true),
+  Upload: method("/demo.Demo/Upload", true, false),
+  Chat: method("/demo.Demo/Chat", true, true),
+} satisfies grpc.ServiceDefinition;
+
+/** Starts the example backend; resolves once it listens. */
+export async function startBackend(options: BackendOptions = {}): Promise<Backend> {
+  const { port = 0, host = "127.0.0.1", delayMs = 0 } = options;
+  let calls = 0;
+  const server = new grpc.Server();
+  server.addService(DEMO_SERVICE, {
+    Get(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      const n = ++calls;
+      const { key } = parse(call.request);
+      const reply = () => callback(null, json({ key, value: `value of ${key}`, call: n }));
+      if (delayMs > 0) setTimeout(reply, delayMs);
+      else reply();
+    },
+    Stats(_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      callback(null, json({ calls }));
+    },
+    Watch(call: grpc.ServerWritableStream<Buffer, Buffer>) {
+      const { key, count = 3 } = parse(call.request);
+      for (let i = 0; i < Number(count); i++) call.write(json({ key, seq: i }));
+      call.end();
+    },
+    Upload(call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      let received = 0;
+      call.on("data", () => received++);
+      call.on("end", () => callback(null, json({ received })));
+    },
+    Chat(call: grpc.ServerDuplexStream<Buffer, Buffer>) {
+      call.on("data", (message: Buffer) => call.write(json({ echo: parse(message) })));
+      call.on("end", () => call.end());
+    },
+  });
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
+      if (err) reject(err);
+      else resolve(p);
+    });
+  });
+  return { port: bound, calls: () => calls, close: () => server.forceShutdown() };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { port: { type: "string", default: "50051" }, delay: { type: "string", default: "0" } },
+  });
+  const backend = await startBackend({ port: Number(values.port), delayMs: parseDuration(values.delay!) });
+  console.log(`example backend listening on 127.0.0.1:${backend.port} (delay ${values.delay})`);
+}

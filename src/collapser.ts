@@ -1,0 +1,271 @@
+/**
+ * The collapsing core: one in-flight producer per key, any number of subscribers, and a short TTL cache of
+ * finished recordings. It knows nothing of gRPC, HTTP/2 or the network (compare Go's `singleflight`).
+ *
+ * A producer's output is a sequence of events. The first subscriber of a key starts the producer (the
+ * leader); later ones (followers) get the events recorded so far replayed, then live ones. The producer
+ * belongs to no subscriber: a subscriber that leaves only stops receiving. When the producer finishes, the
+ * recording may be cached for the TTL and replayed to later subscribers (cache hits).
+ *
+ * @module
+ */
+
+import { TtlCache } from "./ttl_cache.ts";
+
+/** How a subscriber was served. */
+export type Role = "leader" | "follower" | "cache";
+
+/** Receives a shared sequence of events. Callbacks must not throw; if one does, that subscriber is dropped. */
+export interface Subscriber<E> {
+  /** One event, in order. Late joiners first get every event recorded so far. */
+  event(event: E): void;
+  /** The producer finished (or the subscriber was dropped); no more events follow. */
+  end(): void;
+}
+
+/** A subscriber's place in a flight or cache hit. */
+export interface Membership {
+  /** How this subscriber is served. */
+  readonly role: Role;
+  /** Stops delivery to this subscriber. The producer goes on for the others. Idempotent. */
+  leave(): void;
+}
+
+/** Options for {@linkcode Collapser}. */
+export interface CollapserOptions<E> {
+  /** How long a finished, cacheable recording is replayed; 0 = collapse only, no cache. @default {100} */
+  ttlMs?: number;
+  /** Most recordings cached at once. @default {10_000} */
+  maxEntries?: number;
+  /** Most bytes of recordings cached at once. @default {64 MiB} */
+  maxBytes?: number;
+  /** Size of one event in bytes, for the cache's byte bound. @default {() => 0} */
+  sizeOf?: (event: E) => number;
+  /** Clock in milliseconds (tests pass a fake one). @default {performance.now} */
+  now?: () => number;
+}
+
+/** Counters for metrics; monotonic unless noted. */
+export interface CollapserStats {
+  leaders: number;
+  followers: number;
+  cacheHits: number;
+  /** Gauge: producers running now. */
+  inflight: number;
+  /** Gauge: subscribers waiting on a running producer now. */
+  waiting: number;
+  /** Gauge: cached recordings. */
+  cacheEntries: number;
+  /** Gauge: bytes of cached recordings. */
+  cacheBytes: number;
+  cacheEvictions: number;
+}
+
+/** Default TTL of a cached recording: 100 ms. */
+export const DEFAULT_CACHE_TTL_MS = 100;
+
+interface Recording<E> {
+  events: E[];
+}
+
+/**
+ * One running producer and its subscribers. The producer is handed the flight and reports through
+ * {@linkcode Flight.emit} and {@linkcode Flight.finish}.
+ */
+export class Flight<E> {
+  readonly key: string;
+  #events: E[] | undefined = [];
+  #bytes = 0;
+  #subscribers = new Set<Subscriber<E>>();
+  #done = false;
+  readonly #owner: Collapser<E>;
+  /** Called when the last subscriber leaves before the producer finished. */
+  onIdle: (() => void) | undefined;
+
+  /** @internal Created by {@linkcode Collapser.join}. */
+  constructor(owner: Collapser<E>, key: string) {
+    this.#owner = owner;
+    this.key = key;
+  }
+
+  /** Whether new subscribers may still join (and the recording may still be cached). */
+  get shared(): boolean {
+    return this.#events !== undefined && !this.#done;
+  }
+
+  /** Whether the producer has finished. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Subscribers receiving events now. */
+  get subscribers(): number {
+    return this.#subscribers.size;
+  }
+
+  /** Records `event` (while shared) and delivers it to every subscriber. */
+  emit(event: E): void {
+    if (this.#done) return;
+    if (this.#events !== undefined) {
+      this.#events.push(event);
+      this.#bytes += this.#owner.sizeOf(event);
+    }
+    for (const subscriber of this.#subscribers) this.#deliver(subscriber, event);
+  }
+
+  /**
+   * Stops sharing: no one else may join, nothing is recorded or cached; current subscribers still get
+   * every event. Use it when the output turns out to be unbounded (a stream).
+   */
+  unshare(): void {
+    if (this.#events === undefined || this.#done) return;
+    this.#events = undefined;
+    this.#owner._release(this);
+  }
+
+  /** Ends the flight: subscribers get `end()`, and the recording is cached when `cache` is true. */
+  finish(options: { cache: boolean }): void {
+    if (this.#done) return;
+    this.#done = true;
+    const events = this.#events;
+    this.#events = undefined;
+    this.#owner._release(this, options.cache && events !== undefined ? { events } : undefined, this.#bytes);
+    const subscribers = [...this.#subscribers];
+    this.#subscribers.clear();
+    this.#owner._waiting -= subscribers.length;
+    for (const subscriber of subscribers) safeEnd(subscriber);
+  }
+
+  /** @internal */
+  _add(subscriber: Subscriber<E>): Membership {
+    for (const event of this.#events ?? []) {
+      if (!this.#deliver(subscriber, event)) return { role: "follower", leave: noop };
+    }
+    this.#subscribers.add(subscriber);
+    this.#owner._waiting++;
+    return {
+      role: "follower",
+      leave: () => this.#remove(subscriber),
+    };
+  }
+
+  #remove(subscriber: Subscriber<E>): void {
+    if (!this.#subscribers.delete(subscriber)) return;
+    this.#owner._waiting--;
+    if (this.#subscribers.size === 0 && !this.#done) this.onIdle?.();
+  }
+
+  #deliver(subscriber: Subscriber<E>, event: E): boolean {
+    try {
+      subscriber.event(event);
+      return true;
+    } catch {
+      this.#remove(subscriber);
+      safeEnd(subscriber);
+      return false;
+    }
+  }
+}
+
+/**
+ * Shares one producer per key among concurrent subscribers and replays finished recordings for a TTL.
+ *
+ * @example
+ * ```ts
+ * const collapser = new Collapser<string>({ ttlMs: 100 });
+ * const membership = collapser.join("key", { event: console.log, end() {} }, (flight) => {
+ *   fetchSomething().then((v) => { flight.emit(v); flight.finish({ cache: true }); });
+ * });
+ * membership.role; // "leader", "follower" or "cache"
+ * ```
+ */
+export class Collapser<E> {
+  readonly #inflight = new Map<string, Flight<E>>();
+  readonly #cache: TtlCache<Recording<E>> | undefined;
+  /** Size of one event in bytes. */
+  readonly sizeOf: (event: E) => number;
+  #leaders = 0;
+  #followers = 0;
+  #cacheHits = 0;
+  /** @internal Gauge maintained by flights. */
+  _waiting = 0;
+
+  constructor(options: CollapserOptions<E> = {}) {
+    const { ttlMs = DEFAULT_CACHE_TTL_MS, maxEntries, maxBytes, now } = options;
+    if (!Number.isFinite(ttlMs) || ttlMs < 0) {
+      throw new RangeError(`Cannot create Collapser: ttlMs must be a finite number >= 0: received ${ttlMs}`);
+    }
+    this.#cache = ttlMs > 0 ? new TtlCache({ ttlMs, maxEntries, maxBytes, now }) : undefined;
+    this.sizeOf = options.sizeOf ?? (() => 0);
+  }
+
+  /**
+   * Subscribes to `key`: replays a cached recording, joins the running flight, or becomes the leader and
+   * calls `start` with a new flight. Events may be delivered before this returns.
+   */
+  join(key: string, subscriber: Subscriber<E>, start: (flight: Flight<E>) => void): Membership {
+    const cached = this.#cache?.get(key);
+    if (cached !== undefined) {
+      this.#cacheHits++;
+      try {
+        for (const event of cached.events) subscriber.event(event);
+      } finally {
+        safeEnd(subscriber);
+      }
+      return CACHE_HIT;
+    }
+    const running = this.#inflight.get(key);
+    if (running !== undefined) {
+      this.#followers++;
+      return running._add(subscriber);
+    }
+    this.#leaders++;
+    const flight = new Flight<E>(this, key);
+    this.#inflight.set(key, flight);
+    const membership = flight._add(subscriber);
+    start(flight);
+    return { role: "leader", leave: membership.leave };
+  }
+
+  /** The running, shared flight for `key`, if any. */
+  inflight(key: string): Flight<E> | undefined {
+    return this.#inflight.get(key);
+  }
+
+  /** Forgets the cached recording for `key`, if any. */
+  forget(key: string): void {
+    this.#cache?.delete(key);
+  }
+
+  /** A snapshot of the counters and gauges. */
+  stats(): CollapserStats {
+    return {
+      leaders: this.#leaders,
+      followers: this.#followers,
+      cacheHits: this.#cacheHits,
+      inflight: this.#inflight.size,
+      waiting: this._waiting,
+      cacheEntries: this.#cache?.size ?? 0,
+      cacheBytes: this.#cache?.bytes ?? 0,
+      cacheEvictions: this.#cache?.evictions ?? 0,
+    };
+  }
+
+  /** @internal A flight stops being joinable; caches its recording if given. */
+  _release(flight: Flight<E>, recording?: Recording<E>, bytes = 0): void {
+    if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key);
+    if (recording !== undefined) this.#cache?.set(flight.key, recording, bytes);
+  }
+}
+
+const CACHE_HIT: Membership = Object.freeze({ role: "cache" as const, leave: noop });
+
+function noop(): void {}
+
+function safeEnd(subscriber: Subscriber<unknown>): void {
+  try {
+    subscriber.end();
+  } catch {
+    // A subscriber that fails on end has nothing left to receive.
+  }
+}

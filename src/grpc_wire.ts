@@ -1,0 +1,216 @@
+/**
+ * The parts of the gRPC-over-HTTP/2 wire format the proxy speaks itself: status codes, the 5-byte
+ * length-prefixed message framing, `grpc-timeout` and `grpc-message` encoding.
+ *
+ * See https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
+ *
+ * @module
+ */
+
+import { gunzipSync, inflateSync } from "node:zlib";
+
+/** gRPC status codes (the numbers are the protocol's). */
+export const Status = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** A gRPC status code. */
+export type StatusCode = typeof Status[keyof typeof Status];
+
+/** Length of the prefix in front of every gRPC message: 1 flag byte + 4 length bytes. */
+export const FRAME_HEADER_BYTES = 5;
+
+/** Default largest message the proxy accepts from a client, as grpc's own default: 4 MiB. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** A protocol violation by the peer; `code` is the status to answer with. */
+export class GrpcWireError extends Error {
+  /** The gRPC status that describes this error. */
+  readonly code: StatusCode;
+  constructor(code: StatusCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "GrpcWireError";
+    this.code = code;
+  }
+}
+
+/** Prefixes one message with its uncompressed 5-byte gRPC frame header. */
+export function encodeFrame(message: Uint8Array): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_BYTES + message.byteLength);
+  new DataView(out.buffer).setUint32(1, message.byteLength);
+  out.set(message, FRAME_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Splits a byte stream into gRPC messages, however the chunks fall, and undoes per-message compression.
+ *
+ * @example
+ * ```ts
+ * const decoder = new FrameDecoder({ encoding: undefined });
+ * for (const message of decoder.push(chunk)) use(message);
+ * decoder.finish(); // throws if the stream ended inside a message
+ * ```
+ */
+export class FrameDecoder {
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  readonly #maxMessageBytes: number;
+  readonly #encoding: string | undefined;
+
+  /**
+   * @param options.encoding the request's `grpc-encoding` (`gzip`, `deflate`, `identity` or none)
+   * @param options.maxMessageBytes largest message accepted, after decompression
+   *   @default {DEFAULT_MAX_MESSAGE_BYTES}
+   */
+  constructor(options: { encoding?: string; maxMessageBytes?: number } = {}) {
+    this.#encoding = options.encoding;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  }
+
+  /** Adds a chunk and returns the messages it completed (decompressed). */
+  push(chunk: Uint8Array): Uint8Array[] {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.byteLength;
+    const out: Uint8Array[] = [];
+    while (this.#pendingBytes >= FRAME_HEADER_BYTES) {
+      const head = this.#peek(FRAME_HEADER_BYTES);
+      const flag = head[0];
+      const length = new DataView(head.buffer, head.byteOffset, FRAME_HEADER_BYTES).getUint32(1);
+      if (length > this.#maxMessageBytes) {
+        throw new GrpcWireError(
+          Status.RESOURCE_EXHAUSTED,
+          `Received message larger than max (${length} vs. ${this.#maxMessageBytes})`,
+        );
+      }
+      if (this.#pendingBytes < FRAME_HEADER_BYTES + length) break;
+      const frame = this.#take(FRAME_HEADER_BYTES + length);
+      out.push(this.#decode(flag, frame.subarray(FRAME_HEADER_BYTES)));
+    }
+    return out;
+  }
+
+  /** Throws unless the bytes seen so far ended on a message boundary. */
+  finish(): void {
+    if (this.#pendingBytes !== 0) {
+      throw new GrpcWireError(
+        Status.INTERNAL,
+        `Request ended inside a message (${this.#pendingBytes} bytes left)`,
+      );
+    }
+  }
+
+  #decode(flag: number, payload: Uint8Array): Uint8Array {
+    if (flag === 0) return payload;
+    if (flag !== 1) throw new GrpcWireError(Status.INTERNAL, `Invalid message flag ${flag}`);
+    let inflated: Uint8Array;
+    try {
+      if (this.#encoding === "gzip") {
+        inflated = gunzipSync(payload, { maxOutputLength: this.#maxMessageBytes });
+      } else if (this.#encoding === "deflate") {
+        inflated = inflateSync(payload, { maxOutputLength: this.#maxMessageBytes });
+      } else {
+        throw new GrpcWireError(
+          Status.INTERNAL,
+          `Compressed message with grpc-encoding ${this.#encoding ?? "(none)"}`,
+        );
+      }
+    } catch (err) {
+      if (err instanceof GrpcWireError) throw err;
+      throw new GrpcWireError(Status.INTERNAL, `Cannot decompress message: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    return new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.byteLength);
+  }
+
+  #peek(n: number): Uint8Array {
+    const first = this.#pending[0];
+    if (first.byteLength >= n) return first;
+    return this.#concat(n, false);
+  }
+
+  #take(n: number): Uint8Array {
+    const first = this.#pending[0];
+    if (first.byteLength === n) {
+      this.#pending.shift();
+      this.#pendingBytes -= n;
+      return first;
+    }
+    if (first.byteLength > n) {
+      this.#pending[0] = first.subarray(n);
+      this.#pendingBytes -= n;
+      return first.subarray(0, n);
+    }
+    return this.#concat(n, true);
+  }
+
+  #concat(n: number, consume: boolean): Uint8Array {
+    const out = new Uint8Array(n);
+    let offset = 0;
+    let i = 0;
+    while (offset < n) {
+      const part = this.#pending[i];
+      const use = Math.min(part.byteLength, n - offset);
+      out.set(part.subarray(0, use), offset);
+      offset += use;
+      if (consume) {
+        if (use === part.byteLength) this.#pending.shift();
+        else this.#pending[0] = part.subarray(use);
+      } else i++;
+    }
+    if (consume) this.#pendingBytes -= n;
+    return out;
+  }
+}
+
+const TIMEOUT_UNIT_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1_000,
+  m: 1,
+  u: 1e-3,
+  n: 1e-6,
+};
+
+/**
+ * Parses a `grpc-timeout` header value (`100m`, `5S`, at most 8 digits and one unit) to milliseconds.
+ * Returns undefined when the header is absent; throws {@linkcode GrpcWireError} when it is malformed.
+ */
+export function parseGrpcTimeout(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!match) {
+    throw new GrpcWireError(Status.INTERNAL, `Invalid grpc-timeout header: ${JSON.stringify(value)}`);
+  }
+  return Number(match[1]) * TIMEOUT_UNIT_MS[match[2]];
+}
+
+/** Percent-encodes a status message for the `grpc-message` trailer, as the spec asks. */
+export function encodeGrpcMessage(message: string): string {
+  // Printable ASCII except '%' goes as is; everything else is percent-encoded UTF-8.
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
+  let out = "";
+  for (const byte of new TextEncoder().encode(message)) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+      ? String.fromCharCode(byte)
+      : "%" + byte.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}

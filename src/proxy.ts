@@ -1,0 +1,520 @@
+/**
+ * The downstream side: a raw `node:http2` server that speaks the gRPC wire for any method, decides per call
+ * whether it may be collapsed, and either joins the collapser or pumps the call through to the backend.
+ *
+ * Why raw HTTP/2 rather than grpc-js's Server: a transparent proxy must accept methods it has no .proto
+ * for, and grpc-js's Server answers UNIMPLEMENTED to unregistered paths.
+ *
+ * @module
+ */
+
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { Collapser, type Flight, type Membership } from "./collapser.ts";
+import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "./config.ts";
+import { formatDuration } from "./duration.ts";
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  encodeGrpcMessage,
+  FrameDecoder,
+  GrpcWireError,
+  parseGrpcTimeout,
+  Status,
+  type StatusCode,
+} from "./grpc_wire.ts";
+import { collapseKey, DEFAULT_KEY_HEADERS } from "./key.ts";
+import { log } from "./log.ts";
+import {
+  requestMetadata,
+  type ResponseEvent,
+  type StatusEvent,
+  statusEvent,
+  Upstream,
+  type UpstreamCall,
+  type UpstreamStream,
+} from "./upstream.ts";
+
+/** How a call was served, for logs and metrics. */
+export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "rejected";
+
+/** Options for {@linkcode Proxy.start}. */
+export interface ProxyOptions {
+  /** Backend target, e.g. `127.0.0.1:50051`. */
+  backend: string;
+  /** Address to listen on. @default {"0.0.0.0"} */
+  host?: string;
+  /** Port to listen on; 0 picks a free one. @default {0} */
+  port?: number;
+  /** TTL of cached answers in ms; 0 = collapse only. @default {100} */
+  cacheTtlMs?: number;
+  /** Bound on one collapsed backend call, in ms. @default {10_000} */
+  backendTimeoutMs?: number;
+  /** Request metadata keys that are part of the collapse key. @default {["authorization"]} */
+  keyHeaders?: readonly string[];
+  /** Largest request message accepted, in bytes. @default {4 MiB} */
+  maxMessageBytes?: number;
+  /** Most answers cached. @default {10_000} */
+  cacheMaxEntries?: number;
+  /** Most bytes of answers cached. @default {64 MiB} */
+  cacheMaxBytes?: number;
+  /** Clock for the cache, in ms (tests pass a fake one). @default {performance.now} */
+  now?: () => number;
+  /** Called once per finished call (the seam for metrics). */
+  onCall?: (call: { method: string; outcome: Outcome; code: StatusCode; durationMs: number }) => void;
+}
+
+/** Counters of the proxy itself, beside {@linkcode Collapser.stats}. */
+export interface ProxyStats {
+  /** Backend calls started since start. */
+  backendCalls: number;
+  /** Backend calls running now. */
+  backendInflight: number;
+  /** Calls passed through (not collapsed) since start. */
+  passthrough: number;
+}
+
+const GRPC_CONTENT_TYPE = "application/grpc";
+const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
+
+/** A running proxy. */
+export class Proxy {
+  readonly #server: http2.Http2Server;
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #upstream: Upstream;
+  readonly #options: Required<Omit<ProxyOptions, "now" | "onCall" | "cacheMaxEntries" | "cacheMaxBytes">>;
+  readonly #onCall: ProxyOptions["onCall"];
+  /** The collapsing core (exposed for stats and tests). */
+  readonly collapser: Collapser<ResponseEvent>;
+  #stats: ProxyStats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
+  #port = 0;
+
+  private constructor(options: ProxyOptions) {
+    this.#options = {
+      backend: options.backend,
+      host: options.host ?? "0.0.0.0",
+      port: options.port ?? 0,
+      cacheTtlMs: options.cacheTtlMs ?? DEFAULT_CACHE_DURATION_MS,
+      backendTimeoutMs: options.backendTimeoutMs ?? DEFAULT_BACKEND_TIMEOUT_MS,
+      keyHeaders: (options.keyHeaders ?? DEFAULT_KEY_HEADERS).map((h) => h.toLowerCase()),
+      maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    };
+    this.#onCall = options.onCall;
+    this.collapser = new Collapser<ResponseEvent>({
+      ttlMs: this.#options.cacheTtlMs,
+      maxEntries: options.cacheMaxEntries,
+      maxBytes: options.cacheMaxBytes,
+      now: options.now,
+      sizeOf: eventBytes,
+    });
+    this.#upstream = new Upstream(this.#options.backend);
+    this.#server = http2.createServer({
+      // Each collapsed follower is a stream; allow large herds on one connection.
+      settings: { maxConcurrentStreams: 1_000_000 },
+      maxSessionMemory: 512,
+    });
+    this.#server.on("session", (session) => {
+      this.#sessions.add(session);
+      session.on("close", () => this.#sessions.delete(session));
+      session.on("error", (err) => log.debug("client session error: {error}", { error: String(err) }));
+    });
+    this.#server.on(
+      "stream",
+      (stream, headers) => this.#onStream(stream as http2.ServerHttp2Stream, headers),
+    );
+  }
+
+  /** Starts a proxy and resolves once it listens. */
+  static async start(options: ProxyOptions): Promise<Proxy> {
+    const proxy = new Proxy(options);
+    await new Promise<void>((resolve, reject) => {
+      proxy.#server.once("error", reject);
+      proxy.#server.listen(proxy.#options.port, proxy.#options.host, () => {
+        proxy.#server.off("error", reject);
+        resolve();
+      });
+    });
+    proxy.#port = (proxy.#server.address() as AddressInfo).port;
+    return proxy;
+  }
+
+  /** The port the proxy listens on. */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** The backend client (for readiness checks). */
+  get upstream(): Upstream {
+    return this.#upstream;
+  }
+
+  /** A snapshot of the proxy's own counters. */
+  stats(): ProxyStats {
+    return { ...this.#stats };
+  }
+
+  /** Stops listening, resets open calls and closes the backend channel. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const session of this.#sessions) session.destroy();
+    await closed;
+    this.#upstream.close();
+  }
+
+  #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const startedAt = performance.now();
+    stream.on("error", (err) => log.debug("client stream error: {error}", { error: String(err) }));
+    const contentType = headers["content-type"];
+    if (
+      headers[":method"] !== "POST" || typeof contentType !== "string" ||
+      !contentType.startsWith(GRPC_CONTENT_TYPE)
+    ) {
+      // The gRPC spec: a request that is not gRPC gets HTTP 415.
+      if (!stream.destroyed) {
+        stream.respond({
+          ":status": 415,
+          "grpc-status": String(Status.INTERNAL),
+          "grpc-message": encodeGrpcMessage(
+            `invalid gRPC request content-type ${JSON.stringify(contentType)}`,
+          ),
+        }, { endStream: true });
+      }
+      return;
+    }
+    const method = headers[":path"] ?? "";
+    new DownstreamCall(this, stream, headers, method, startedAt).begin();
+  }
+
+  /** @internal */
+  _options() {
+    return this.#options;
+  }
+
+  /** @internal Reports a finished call. */
+  _finished(method: string, outcome: Outcome, code: StatusCode, startedAt: number): void {
+    const durationMs = performance.now() - startedAt;
+    this.#onCall?.({ method, outcome, code, durationMs });
+  }
+
+  /** @internal Starts the one backend call of a flight. */
+  _lead(
+    flight: Flight<ResponseEvent>,
+    method: string,
+    message: Uint8Array,
+    headers: http2.IncomingHttpHeaders,
+  ) {
+    const timeoutMs = this.#options.backendTimeoutMs;
+    let messages = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    this.#stats.backendCalls++;
+    this.#stats.backendInflight++;
+    let running = true;
+    const done = () => {
+      if (!running) return;
+      running = false;
+      this.#stats.backendInflight--;
+      clearTimeout(timer);
+    };
+    const call: UpstreamCall = this.#upstream.call(method, message, requestMetadata(headers), (event) => {
+      if (event.type === "message" && ++messages === 2) {
+        // A second response message: this is a stream. Stop sharing it (nobody new joins, nothing is
+        // cached), keep serving those already here, and let it run past BACKEND_TIMEOUT: a watch-style
+        // stream lives as long as its callers do.
+        flight.unshare();
+        clearTimeout(timer);
+      }
+      flight.emit(event);
+      if (event.type === "status") {
+        done();
+        if (event.code !== Status.OK) {
+          log.warn("backend call {method} failed: {code} {details}", {
+            method,
+            code: event.code,
+            details: event.details,
+          });
+        }
+        flight.finish({ cache: event.code === Status.OK });
+      }
+    });
+    timer = setTimeout(() => {
+      done();
+      call.cancel();
+      log.warn("backend call {method} exceeded the backend timeout ({timeout})", {
+        method,
+        timeout: formatDuration(timeoutMs),
+      });
+      flight.emit(
+        statusEvent(
+          Status.DEADLINE_EXCEEDED,
+          `backend call exceeded the backend timeout (${formatDuration(timeoutMs)})`,
+        ),
+      );
+      flight.finish({ cache: false });
+    }, timeoutMs);
+    flight.onIdle = () => {
+      // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
+      // that nobody can join again has no reason to run.
+      if (flight.shared) return;
+      done();
+      call.cancel();
+      flight.finish({ cache: false });
+    };
+  }
+
+  /** @internal Opens a passthrough call. */
+  _pass(
+    method: string,
+    headers: http2.IncomingHttpHeaders,
+    deadline: number | undefined,
+    sink: (e: ResponseEvent) => void,
+  ) {
+    this.#stats.passthrough++;
+    this.#stats.backendCalls++;
+    this.#stats.backendInflight++;
+    let running = true;
+    const stream = this.#upstream.stream(method, requestMetadata(headers), (event) => {
+      if (event.type === "status" && running) {
+        running = false;
+        this.#stats.backendInflight--;
+      }
+      sink(event);
+    }, { deadline });
+    return {
+      ...stream,
+      cancel: () => {
+        if (running) {
+          running = false;
+          this.#stats.backendInflight--;
+        }
+        stream.cancel();
+      },
+    } satisfies UpstreamStream;
+  }
+}
+
+/** Bytes a cached event holds (messages dominate; headers counted roughly). */
+function eventBytes(event: ResponseEvent): number {
+  return event.type === "message" ? event.frame.byteLength : 128;
+}
+
+/** One downstream call: reads the request, picks collapse or passthrough, writes the response. */
+class DownstreamCall {
+  readonly #proxy: Proxy;
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #headers: http2.IncomingHttpHeaders;
+  readonly #method: string;
+  readonly #startedAt: number;
+  #mode: "reading" | "collapse" | "pass" | "done" = "reading";
+  #outcome: Outcome = "rejected";
+  #buffered: Uint8Array[] = [];
+  #ended = false;
+  #decideScheduled = false;
+  #headersSent = false;
+  #trailers: http2.OutgoingHttpHeaders | undefined;
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  #membership: Membership | undefined;
+  #upstream: UpstreamStream | undefined;
+
+  constructor(
+    proxy: Proxy,
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    method: string,
+    startedAt: number,
+  ) {
+    this.#proxy = proxy;
+    this.#stream = stream;
+    this.#headers = headers;
+    this.#method = method;
+    this.#startedAt = startedAt;
+  }
+
+  begin(): void {
+    const stream = this.#stream;
+    let timeoutMs: number | undefined;
+    try {
+      timeoutMs = parseGrpcTimeout(single(this.#headers["grpc-timeout"]));
+    } catch (err) {
+      return this.#fail(err);
+    }
+    const encoding = single(this.#headers["grpc-encoding"]);
+    if (encoding !== undefined && !SUPPORTED_ENCODINGS.has(encoding)) {
+      return this.#finish(
+        statusEvent(Status.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported`),
+        { "grpc-accept-encoding": "identity,gzip,deflate" },
+      );
+    }
+    if (this.#method === "") return this.#finish(statusEvent(Status.UNIMPLEMENTED, "missing :path"));
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    if (timeoutMs !== undefined) {
+      this.#deadlineTimer = setTimeout(() => {
+        this.#deadlineTimer = undefined;
+        this.#finish(statusEvent(Status.DEADLINE_EXCEEDED, "deadline exceeded"));
+      }, timeoutMs);
+    }
+    const decoder = new FrameDecoder({ encoding, maxMessageBytes: this.#proxy._options().maxMessageBytes });
+    stream.on("data", (chunk: Uint8Array) => {
+      if (this.#mode === "done" || this.#mode === "collapse") return;
+      let messages: Uint8Array[];
+      try {
+        messages = decoder.push(chunk);
+      } catch (err) {
+        return this.#fail(err);
+      }
+      if (this.#mode === "pass") {
+        for (const message of messages) this.#write(message);
+        return;
+      }
+      this.#buffered.push(...messages);
+      if (this.#buffered.length > 1) this.#startPass(deadline);
+      else if (this.#buffered.length === 1 && !this.#decideScheduled) {
+        // The wire does not say whether a call is unary. A call may be collapsed only if its request
+        // ends with its first message; a streaming client (e.g. a bidi ping-pong waiting for a reply)
+        // does not end it. END_STREAM that came in the same read has been seen by the next macrotask.
+        this.#decideScheduled = true;
+        setImmediate(() => {
+          if (this.#mode === "reading" && !this.#ended) this.#startPass(deadline);
+        });
+      }
+    });
+    stream.on("end", () => {
+      this.#ended = true;
+      if (this.#mode === "done") return;
+      try {
+        decoder.finish();
+      } catch (err) {
+        return this.#fail(err);
+      }
+      if (this.#mode === "pass") this.#upstream?.end();
+      else if (this.#mode === "reading") {
+        if (this.#buffered.length === 1) this.#collapse(this.#buffered[0]);
+        else this.#startPass(deadline);
+      }
+    });
+    stream.on("close", () => {
+      // The client went away (RST_STREAM, connection lost) or the call ended normally.
+      if (this.#mode !== "done") {
+        this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
+      }
+    });
+  }
+
+  #collapse(message: Uint8Array): void {
+    this.#mode = "collapse";
+    this.#buffered = [];
+    const options = this.#proxy._options();
+    const keyValues = options.keyHeaders.map((name) => joined(this.#headers[name]));
+    const key = collapseKey(this.#method, keyValues, message);
+    const membership = this.#proxy.collapser.join(key, {
+      event: (event) => this.#send(event),
+      end: () => {
+        if (this.#mode !== "done") {
+          this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
+        }
+      },
+    }, (flight) => this.#proxy._lead(flight, this.#method, message, this.#headers));
+    this.#outcome = membership.role;
+    if (this.#done) return;
+    this.#membership = membership;
+    log.debug("call {method} key {key} as {role}", {
+      method: this.#method,
+      key: key.slice(0, 12),
+      role: membership.role,
+    });
+  }
+
+  /** Whether the call has ended (a method, so TypeScript does not narrow it away across callbacks). */
+  get #done(): boolean {
+    return this.#mode === "done";
+  }
+
+  #startPass(deadline: number | undefined): void {
+    if (this.#mode !== "reading") return;
+    this.#mode = "pass";
+    this.#outcome = "passthrough";
+    this.#upstream = this.#proxy._pass(this.#method, this.#headers, deadline, (event) => this.#send(event));
+    for (const message of this.#buffered) this.#write(message);
+    this.#buffered = [];
+    if (this.#ended) this.#upstream.end();
+  }
+
+  /** Sends one message to the backend, pausing the client while the backend is slow to take it. */
+  #write(message: Uint8Array): void {
+    const upstream = this.#upstream!;
+    if (!upstream.write(message)) {
+      this.#stream.pause();
+      upstream.onDrain(() => this.#stream.resume());
+    }
+  }
+
+  #send(event: ResponseEvent): void {
+    if (this.#mode === "done") return;
+    const stream = this.#stream;
+    if (stream.destroyed || stream.closed) return;
+    switch (event.type) {
+      case "headers":
+        if (this.#headersSent) return;
+        this.#headersSent = true;
+        stream.respond({ ":status": 200, "content-type": GRPC_CONTENT_TYPE, ...event.headers }, {
+          waitForTrailers: true,
+        });
+        return;
+      case "message":
+        if (!this.#headersSent) this.#send({ type: "headers", headers: {} });
+        stream.write(event.frame);
+        return;
+      case "status":
+        // The flight delivering this status is finishing; leaving it now would look like an early exit.
+        this.#membership = undefined;
+        this.#finish(event);
+    }
+  }
+
+  /** Ends the call with `status` (sent unless the client is gone) and releases everything it holds. */
+  #finish(
+    status: StatusEvent,
+    extraTrailers?: http2.OutgoingHttpHeaders,
+    send = true,
+  ): void {
+    if (this.#mode === "done") return;
+    const wasPass = this.#mode === "pass";
+    this.#mode = "done";
+    clearTimeout(this.#deadlineTimer);
+    this.#membership?.leave();
+    if (wasPass && status.code !== Status.OK) this.#upstream?.cancel();
+    const stream = this.#stream;
+    if (send && !stream.destroyed && !stream.closed) {
+      const trailers = extraTrailers ? { ...status.trailers, ...extraTrailers } : status.trailers;
+      if (this.#headersSent) {
+        this.#trailers = trailers;
+        stream.once("wantTrailers", () => stream.sendTrailers(this.#trailers!));
+        stream.end();
+      } else {
+        // Trailers-only response: status in the one HEADERS frame.
+        stream.respond({ ":status": 200, "content-type": GRPC_CONTENT_TYPE, ...trailers }, {
+          endStream: true,
+        });
+      }
+      if (!this.#ended) {
+        // The client may still be sending; we are done reading.
+        stream.resume();
+      }
+    }
+    this.#proxy._finished(this.#method, this.#outcome, status.code, this.#startedAt);
+  }
+
+  #fail(err: unknown): void {
+    if (err instanceof GrpcWireError) this.#finish(statusEvent(err.code, err.message));
+    else {
+      log.error("internal error on {method}: {error}", { method: this.#method, error: String(err) });
+      this.#finish(statusEvent(Status.INTERNAL, "internal proxy error"));
+    }
+  }
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function joined(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(", ") : value;
+}

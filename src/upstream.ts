@@ -1,0 +1,206 @@
+/**
+ * The backend side: a generic grpc-js client that calls any method with raw bytes, so no .proto is needed.
+ * grpc-js brings name resolution, load balancing over resolved addresses, reconnect backoff and keepalive.
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
+import { Buffer } from "node:buffer";
+import { encodeFrame, encodeGrpcMessage, Status, type StatusCode } from "./grpc_wire.ts";
+
+/** The last part of a gRPC response. */
+export interface StatusEvent {
+  readonly type: "status";
+  readonly code: StatusCode;
+  readonly details: string;
+  /** Trailing metadata plus `grpc-status` and `grpc-message`, ready to send. */
+  readonly trailers: OutgoingHttpHeaders;
+}
+
+/** One part of a gRPC response, already in wire form so replaying it to many callers costs nothing. */
+export type ResponseEvent =
+  | { readonly type: "headers"; readonly headers: OutgoingHttpHeaders }
+  | { readonly type: "message"; readonly frame: Uint8Array }
+  | StatusEvent;
+
+/** Receives one call's response as it arrives. */
+export interface ResponseSink {
+  /** Each event in order; the `status` event is the last. */
+  (event: ResponseEvent): void;
+}
+
+/** Request and response headers that describe one hop's HTTP/2 stream, not the call: never forwarded. */
+const HOP_HEADERS = new Set([
+  "content-type",
+  "content-length",
+  "te",
+  "user-agent",
+  "host",
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "date",
+  "grpc-timeout",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "grpc-status",
+  "grpc-message",
+]);
+
+/**
+ * Request headers of a downstream call → metadata for the backend call: everything except pseudo-headers
+ * and per-hop headers; `-bin` values are decoded from base64 (grpc-js encodes them again).
+ */
+export function requestMetadata(headers: IncomingHttpHeaders): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  for (const key in headers) {
+    if (key.charCodeAt(0) === 0x3a /* ':' */ || HOP_HEADERS.has(key)) continue;
+    const value = headers[key];
+    if (value === undefined) continue;
+    for (const item of Array.isArray(value) ? value : [value]) {
+      if (key.endsWith("-bin")) {
+        for (const part of item.split(",")) metadata.add(key, Buffer.from(part.trim(), "base64"));
+      } else metadata.add(key, item);
+    }
+  }
+  return metadata;
+}
+
+/** grpc-js metadata → headers ready to send downstream, per-hop headers removed. */
+export function wireHeaders(metadata: grpc.Metadata): OutgoingHttpHeaders {
+  const out = metadata.toHttp2Headers();
+  for (const key of Object.keys(out)) if (HOP_HEADERS.has(key)) delete out[key];
+  return out;
+}
+
+/** Builds the final event of a call. */
+export function statusEvent(code: StatusCode, details: string, metadata?: grpc.Metadata): StatusEvent {
+  const trailers: OutgoingHttpHeaders = metadata ? wireHeaders(metadata) : {};
+  trailers["grpc-status"] = String(code);
+  if (details) trailers["grpc-message"] = encodeGrpcMessage(details);
+  return { type: "status", code, details, trailers };
+}
+
+/** A backend call in progress. */
+export interface UpstreamCall {
+  /** Cancels the call; no event is reported after this. */
+  cancel(): void;
+}
+
+/** A passthrough call: messages go up as they come, responses are reported to the sink. */
+export interface UpstreamStream extends UpstreamCall {
+  /** Sends one message; returns false when the caller should wait for `onDrain` before sending more. */
+  write(message: Uint8Array): boolean;
+  /** Half-closes: no more messages. */
+  end(): void;
+  /** Called once when writing may go on after `write` returned false. */
+  onDrain(listener: () => void): void;
+}
+
+/** Options for {@linkcode Upstream}. */
+export interface UpstreamOptions {
+  /** Largest message accepted from the backend, in bytes; -1 = unlimited. @default {-1} */
+  maxMessageBytes?: number;
+  /** Extra grpc-js channel options. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+const identity = (b: Buffer): Buffer => b;
+const toBuffer = (m: Uint8Array): Buffer => Buffer.from(m.buffer, m.byteOffset, m.byteLength);
+
+/** A generic client for one backend target (`host:port` or any grpc-js target such as `dns:///svc:50051`). */
+export class Upstream {
+  readonly #client: grpc.Client;
+  readonly target: string;
+
+  constructor(target: string, options: UpstreamOptions = {}) {
+    this.target = target;
+    this.#client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": options.maxMessageBytes ?? -1,
+      "grpc.max_send_message_length": -1,
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.enable_retries": 0,
+      ...options.channelOptions,
+    });
+  }
+
+  /**
+   * Calls `method` with one request message and reports the response. Used for collapsed calls; the
+   * response may hold any number of messages (a server-streaming method looks the same on the wire).
+   */
+  call(
+    method: string,
+    message: Uint8Array,
+    metadata: grpc.Metadata,
+    sink: ResponseSink,
+    options: { deadline?: number } = {},
+  ): UpstreamCall {
+    const call = this.#client.makeServerStreamRequest(
+      method,
+      identity,
+      identity,
+      toBuffer(message),
+      metadata,
+      { deadline: options.deadline ?? Infinity },
+    );
+    return this.#report(call, sink);
+  }
+
+  /** Opens a call that streams requests as they come (any RPC kind); responses go to `sink`. */
+  stream(method: string, metadata: grpc.Metadata, sink: ResponseSink, options: { deadline?: number } = {}) {
+    const call = this.#client.makeBidiStreamRequest(method, identity, identity, metadata, {
+      deadline: options.deadline ?? Infinity,
+    });
+    const reporting = this.#report(call, sink);
+    return {
+      cancel: reporting.cancel,
+      write: (message: Uint8Array) => call.write(toBuffer(message)),
+      end: () => call.end(),
+      onDrain: (listener: () => void) => call.once("drain", listener),
+    } satisfies UpstreamStream;
+  }
+
+  /** Whether the channel can reach the backend now (connecting if idle); resolves within `timeoutMs`. */
+  ready(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.#client.waitForReady(Date.now() + timeoutMs, (err) => resolve(err === undefined || err === null));
+    });
+  }
+
+  /** Closes the channel; calls in flight fail with UNAVAILABLE or CANCELLED. */
+  close(): void {
+    this.#client.close();
+  }
+
+  #report(
+    call: grpc.ClientReadableStream<Buffer> | grpc.ClientDuplexStream<Buffer, Buffer>,
+    sink: ResponseSink,
+  ) {
+    let cancelled = false;
+    const emit = (event: ResponseEvent) => {
+      if (!cancelled) sink(event);
+    };
+    call.on(
+      "metadata",
+      (metadata: grpc.Metadata) => emit({ type: "headers", headers: wireHeaders(metadata) }),
+    );
+    call.on("data", (data: Buffer) => emit({ type: "message", frame: encodeFrame(data) }));
+    // grpc-js reports a non-OK status as both 'error' and 'status'; 'status' carries everything.
+    call.on("error", () => {});
+    call.on("status", (status: grpc.StatusObject) => {
+      emit(statusEvent(status.code as StatusCode, status.details, status.metadata));
+    });
+    return {
+      cancel: () => {
+        if (cancelled) return;
+        cancelled = true;
+        call.cancel();
+      },
+    };
+  }
+}
