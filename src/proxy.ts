@@ -204,7 +204,6 @@ export class Proxy {
   ) {
     const timeoutMs = this.#options.backendTimeoutMs;
     let messages = 0;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     this.#stats.backendCalls++;
     this.#stats.backendInflight++;
     let running = true;
@@ -214,6 +213,21 @@ export class Proxy {
       this.#stats.backendInflight--;
       clearTimeout(timer);
     };
+    const timer = setTimeout(() => {
+      done();
+      call.cancel();
+      log.warn("backend call {method} exceeded the backend timeout ({timeout})", {
+        method,
+        timeout: formatDuration(timeoutMs),
+      });
+      flight.emit(
+        statusEvent(
+          Status.DEADLINE_EXCEEDED,
+          `backend call exceeded the backend timeout (${formatDuration(timeoutMs)})`,
+        ),
+      );
+      flight.finish({ cache: false });
+    }, timeoutMs);
     const call: UpstreamCall = this.#upstream.call(method, message, requestMetadata(headers), (event) => {
       if (event.type === "message" && ++messages === 2) {
         // A second response message: this is a stream. Stop sharing it (nobody new joins, nothing is
@@ -235,21 +249,6 @@ export class Proxy {
         flight.finish({ cache: event.code === Status.OK });
       }
     });
-    timer = setTimeout(() => {
-      done();
-      call.cancel();
-      log.warn("backend call {method} exceeded the backend timeout ({timeout})", {
-        method,
-        timeout: formatDuration(timeoutMs),
-      });
-      flight.emit(
-        statusEvent(
-          Status.DEADLINE_EXCEEDED,
-          `backend call exceeded the backend timeout (${formatDuration(timeoutMs)})`,
-        ),
-      );
-      flight.finish({ cache: false });
-    }, timeoutMs);
     flight.onIdle = () => {
       // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
       // that nobody can join again has no reason to run.

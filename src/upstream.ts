@@ -8,7 +8,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { Buffer } from "node:buffer";
-import { encodeFrame, encodeGrpcMessage, Status, type StatusCode } from "./grpc_wire.ts";
+import { encodeFrame, encodeGrpcMessage, type StatusCode } from "./grpc_wire.ts";
 
 /** The last part of a gRPC response. */
 export interface StatusEvent {

@@ -1,0 +1,258 @@
+/**
+ * Test fixtures: a real grpc-js backend on a port-0 loopback socket, the real proxy in front of it, and a
+ * real grpc-js client. Nothing here mocks gRPC or HTTP/2.
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { Proxy, type ProxyOptions } from "../src/proxy.ts";
+
+export const identity = (b: Buffer): Buffer => b;
+export const bytes = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+export const parse = (b: Buffer | undefined): Record<string, unknown> => JSON.parse(b?.toString() || "{}");
+
+function method(path: string, requestStream: boolean, responseStream: boolean) {
+  return {
+    path,
+    requestStream,
+    responseStream,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  };
+}
+
+/** The test service, `test.Test`; all messages are JSON bytes. */
+export const TEST_SERVICE = {
+  Unary: method("/test.Test/Unary", false, false),
+  ServerStream: method("/test.Test/ServerStream", false, true),
+  ClientStream: method("/test.Test/ClientStream", true, false),
+  Bidi: method("/test.Test/Bidi", true, true),
+} satisfies grpc.ServiceDefinition;
+
+type UnaryHandler = (
+  call: grpc.ServerUnaryCall<Buffer, Buffer>,
+  callback: grpc.sendUnaryData<Buffer>,
+) => void;
+
+/** Handlers a test may replace; defaults echo. */
+export interface TestHandlers {
+  Unary?: UnaryHandler;
+  ServerStream?: (call: grpc.ServerWritableStream<Buffer, Buffer>) => void;
+}
+
+/** A running test backend. */
+export interface TestBackend {
+  readonly port: number;
+  readonly address: string;
+  /** Calls received per method name. */
+  readonly calls: Record<string, number>;
+  /** Metadata of every Unary call received, in order. */
+  readonly metadata: grpc.Metadata[];
+  close(): void;
+}
+
+/**
+ * Starts the test backend. Unary echoes `{ echo: request, auth: authorization, n: call number }`; the
+ * streaming methods behave like the example backend's.
+ */
+export async function startTestBackend(handlers: TestHandlers = {}): Promise<TestBackend> {
+  const calls: Record<string, number> = { Unary: 0, ServerStream: 0, ClientStream: 0, Bidi: 0 };
+  const metadata: grpc.Metadata[] = [];
+  const server = new grpc.Server();
+  server.addService(TEST_SERVICE, {
+    Unary(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      calls.Unary++;
+      metadata.push(call.metadata);
+      if (handlers.Unary) return handlers.Unary(call, callback);
+      callback(
+        null,
+        bytes({ echo: parse(call.request), auth: call.metadata.get("authorization")[0], n: calls.Unary }),
+      );
+    },
+    ServerStream(call: grpc.ServerWritableStream<Buffer, Buffer>) {
+      calls.ServerStream++;
+      if (handlers.ServerStream) return handlers.ServerStream(call);
+      const { count = 3 } = parse(call.request);
+      for (let i = 0; i < Number(count); i++) call.write(bytes({ seq: i }));
+      call.end();
+    },
+    ClientStream(call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      calls.ClientStream++;
+      const received: unknown[] = [];
+      call.on("data", (m: Buffer) => received.push(parse(m)));
+      call.on("end", () => callback(null, bytes({ received })));
+    },
+    Bidi(call: grpc.ServerDuplexStream<Buffer, Buffer>) {
+      calls.Bidi++;
+      call.on("data", (m: Buffer) => call.write(bytes({ echo: parse(m) })));
+      call.on("end", () => call.end());
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createInsecure(),
+      (err, p) => err ? reject(err) : resolve(p),
+    )
+  );
+  return { port, address: `127.0.0.1:${port}`, calls, metadata, close: () => server.forceShutdown() };
+}
+
+/** A backend, the proxy in front of it and a client of the proxy; dispose closes all three. */
+export interface Stack extends AsyncDisposable {
+  backend: TestBackend;
+  proxy: Proxy;
+  client: grpc.Client;
+}
+
+/** Starts backend + proxy + client. */
+export async function startStack(
+  options: { handlers?: TestHandlers; proxy?: Partial<ProxyOptions> } = {},
+): Promise<Stack> {
+  const backend = await startTestBackend(options.handlers);
+  const proxy = await Proxy.start({ backend: backend.address, host: "127.0.0.1", port: 0, ...options.proxy });
+  const client = newClient(proxy.port);
+  return {
+    backend,
+    proxy,
+    client,
+    async [Symbol.asyncDispose]() {
+      client.close();
+      await proxy.close();
+      backend.close();
+    },
+  };
+}
+
+/** A grpc-js client of `127.0.0.1:port`. */
+export function newClient(port: number): grpc.Client {
+  return new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+}
+
+/** What a unary call came back with. */
+export interface UnaryResult {
+  error: grpc.ServiceError | null;
+  response: Buffer | undefined;
+  headers: grpc.Metadata | undefined;
+  status: grpc.StatusObject;
+}
+
+/** Makes a unary call and resolves with everything it returned (never rejects). */
+export function unary(
+  client: grpc.Client,
+  path: string,
+  request: unknown,
+  options: { metadata?: grpc.Metadata; deadline?: number; onCall?: (call: grpc.ClientUnaryCall) => void } =
+    {},
+): Promise<UnaryResult> {
+  return new Promise((resolve) => {
+    let error: grpc.ServiceError | null = null;
+    let response: Buffer | undefined;
+    let headers: grpc.Metadata | undefined;
+    const call = client.makeUnaryRequest(
+      path,
+      identity,
+      identity,
+      bytes(request),
+      options.metadata ?? new grpc.Metadata(),
+      options.deadline === undefined ? {} : { deadline: options.deadline },
+      (err, value) => {
+        error = err;
+        response = value;
+      },
+    );
+    call.on("metadata", (md) => headers = md);
+    call.on("status", (status) => queueMicrotask(() => resolve({ error, response, headers, status })));
+    options.onCall?.(call);
+  });
+}
+
+/** Metadata with the given entries. */
+export function metadata(entries: Record<string, string | Buffer>): grpc.Metadata {
+  const md = new grpc.Metadata();
+  for (const [key, value] of Object.entries(entries)) md.add(key, value);
+  return md;
+}
+
+/** A promise with its resolver, for holding a backend until the test says go. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  return { promise, open: resolve };
+}
+
+/**
+ * Resolves when `condition()` holds, checking after each turn of the event loop; rejects after `limitMs`
+ * so a bug fails as an assertion rather than a hung suite. This is synchronization, not timing.
+ */
+export async function until(condition: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+/** What a raw HTTP/2 call came back with. */
+export interface RawResult {
+  headers: Record<string, unknown>;
+  body: Uint8Array;
+  trailers: Record<string, unknown>;
+  /** grpc-status from trailers, or from headers for a trailers-only response. */
+  grpcStatus: number | undefined;
+}
+
+/**
+ * One call over a raw `node:http2` client, for what grpc-js would not send: malformed frames, odd headers,
+ * or a `grpc-timeout` without a client-side deadline.
+ */
+export async function rawCall(
+  port: number,
+  path: string,
+  body: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<RawResult> {
+  const http2 = await import("node:http2");
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    return await new Promise<RawResult>((resolve, reject) => {
+      session.on("error", reject);
+      const stream = session.request({
+        ":method": "POST",
+        ":path": path,
+        "content-type": "application/grpc",
+        te: "trailers",
+        ...headers,
+      });
+      let responseHeaders: Record<string, unknown> = {};
+      let trailers: Record<string, unknown> = {};
+      const chunks: Uint8Array[] = [];
+      stream.on("response", (h) => responseHeaders = { ...h });
+      stream.on("trailers", (t) => trailers = { ...t });
+      stream.on("data", (c: Uint8Array) => chunks.push(c));
+      stream.on("error", reject);
+      stream.on("close", () => {
+        const status = trailers["grpc-status"] ?? responseHeaders["grpc-status"];
+        resolve({
+          headers: responseHeaders,
+          body: Buffer.concat(chunks),
+          trailers,
+          grpcStatus: status === undefined ? undefined : Number(status),
+        });
+      });
+      stream.end(body);
+    });
+  } finally {
+    session.close();
+  }
+}
+
+/** A gRPC length-prefixed frame around JSON of `value`. */
+export function frame(value: unknown): Uint8Array {
+  const message = bytes(value);
+  const out = Buffer.alloc(5 + message.length);
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, 5);
+  return out;
+}
