@@ -1,0 +1,208 @@
+import FakeTimers from "@sinonjs/fake-timers";
+import assert from "node:assert/strict";
+import { Collapser, type Flight, type Subscriber } from "../src/collapser.ts";
+
+/** A subscriber that records what it got. */
+function recorder(): Subscriber<string> & { events: string[]; ended: number } {
+  const r = {
+    events: [] as string[],
+    ended: 0,
+    event(e: string) {
+      r.events.push(e);
+    },
+    end() {
+      r.ended++;
+    },
+  };
+  return r;
+}
+
+/** Go singleflight's TestDoDupSuppress: hold the producer, fire N callers, release, exactly one call. */
+Deno.test("Collapser.join() shares one producer among 1000 subscribers", () => {
+  const collapser = new Collapser<string>({ ttlMs: 0 });
+  let started = 0;
+  let held: Flight<string> | undefined;
+  const subscribers = Array.from({ length: 1000 }, () => recorder());
+  const roles = subscribers.map((s) =>
+    collapser.join("k", s, (flight) => {
+      started++;
+      held = flight;
+    }).role
+  );
+  assert.equal(started, 1);
+  assert.deepEqual(roles.filter((r) => r === "leader").length, 1);
+  assert.equal(collapser.stats().waiting, 1000);
+  held!.emit("answer");
+  held!.finish({ cache: false });
+  for (const s of subscribers) {
+    assert.deepEqual(s.events, ["answer"]);
+    assert.equal(s.ended, 1);
+  }
+  assert.deepEqual(
+    { ...collapser.stats() },
+    {
+      leaders: 1,
+      followers: 999,
+      cacheHits: 0,
+      inflight: 0,
+      waiting: 0,
+      cacheEntries: 0,
+      cacheBytes: 0,
+      cacheEvictions: 0,
+    },
+  );
+});
+
+Deno.test("Collapser.join() replays events recorded so far to a late follower, then live ones", () => {
+  const collapser = new Collapser<string>();
+  let flight: Flight<string> | undefined;
+  const early = recorder();
+  collapser.join("k", early, (f) => flight = f);
+  flight!.emit("headers");
+  const late = recorder();
+  assert.equal(collapser.join("k", late, () => assert.fail("no second producer")).role, "follower");
+  assert.deepEqual(late.events, ["headers"]);
+  flight!.emit("message");
+  flight!.finish({ cache: false });
+  assert.deepEqual(early.events, ["headers", "message"]);
+  assert.deepEqual(late.events, ["headers", "message"]);
+});
+
+Deno.test("Collapser caches a finished recording for the TTL, using the given clock", async (t) => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now, sizeOf: (e) => e.length });
+  let produced = 0;
+  const produce = (flight: Flight<string>) => {
+    produced++;
+    flight.emit(`answer ${produced}`);
+    flight.finish({ cache: true });
+  };
+  await t.step("the first subscriber leads", () => {
+    const r = recorder();
+    assert.equal(collapser.join("k", r, produce).role, "leader");
+    assert.deepEqual(r.events, ["answer 1"]);
+  });
+  await t.step("within the TTL subscribers get the recording", () => {
+    clock.tick(99);
+    const r = recorder();
+    assert.equal(collapser.join("k", r, produce).role, "cache");
+    assert.deepEqual(r.events, ["answer 1"]);
+    assert.equal(r.ended, 1);
+    assert.equal(collapser.stats().cacheBytes, "answer 1".length);
+  });
+  await t.step("at the TTL the recording has expired", () => {
+    clock.tick(1);
+    const r = recorder();
+    assert.equal(collapser.join("k", r, produce).role, "leader");
+    assert.deepEqual(r.events, ["answer 2"]);
+    assert.equal(produced, 2);
+  });
+  await t.step("forget() drops it early", () => {
+    collapser.forget("k");
+    assert.equal(collapser.join("k", recorder(), produce).role, "leader");
+  });
+});
+
+Deno.test("Collapser does not cache a flight finished with cache: false, nor with TTL 0", async (t) => {
+  for (const ttlMs of [0, 100]) {
+    await t.step(`ttlMs ${ttlMs}`, () => {
+      const collapser = new Collapser<string>({ ttlMs });
+      collapser.join("k", recorder(), (f) => f.finish({ cache: ttlMs === 0 }));
+      assert.equal(collapser.join("k", recorder(), (f) => f.finish({ cache: false })).role, "leader");
+      assert.equal(collapser.stats().cacheEntries, 0);
+    });
+  }
+});
+
+Deno.test("Collapser: a subscriber that leaves stops receiving; the producer goes on for the others", () => {
+  const collapser = new Collapser<string>();
+  let flight: Flight<string> | undefined;
+  let idle = 0;
+  const leader = recorder();
+  const follower = recorder();
+  const membership = collapser.join("k", leader, (f) => {
+    flight = f;
+    f.onIdle = () => idle++;
+  });
+  collapser.join("k", follower, () => {});
+  membership.leave();
+  membership.leave();
+  assert.equal(collapser.stats().waiting, 1);
+  assert.equal(idle, 0);
+  flight!.emit("answer");
+  flight!.finish({ cache: true });
+  assert.deepEqual(leader.events, []);
+  assert.deepEqual(follower.events, ["answer"]);
+  assert.equal(
+    collapser.join("k", recorder(), () => {}).role,
+    "cache",
+    "the leader's result is still cached",
+  );
+});
+
+Deno.test("Collapser calls onIdle when the last subscriber leaves an unfinished flight", () => {
+  const collapser = new Collapser<string>();
+  let idle = 0;
+  const a = collapser.join("k", recorder(), (f) => f.onIdle = () => idle++);
+  const b = collapser.join("k", recorder(), () => {});
+  a.leave();
+  assert.equal(idle, 0);
+  b.leave();
+  assert.equal(idle, 1);
+  assert.equal(collapser.stats().waiting, 0);
+});
+
+Deno.test("Flight.unshare() lets nobody else join and caches nothing, but keeps serving its subscribers", () => {
+  const collapser = new Collapser<string>();
+  let flight: Flight<string> | undefined;
+  const first = recorder();
+  collapser.join("k", first, (f) => flight = f);
+  flight!.emit("m1");
+  flight!.unshare();
+  assert.equal(flight!.shared, false);
+  let second: Flight<string> | undefined;
+  const other = recorder();
+  assert.equal(collapser.join("k", other, (f) => second = f).role, "leader");
+  flight!.emit("m2");
+  flight!.finish({ cache: true });
+  assert.deepEqual(first.events, ["m1", "m2"]);
+  assert.deepEqual(other.events, []);
+  assert.equal(collapser.inflight("k"), second, "the finished unshared flight did not remove the new one");
+  assert.equal(collapser.stats().cacheEntries, 0);
+});
+
+Deno.test("Collapser drops a subscriber whose callback throws and serves the rest", () => {
+  const collapser = new Collapser<string>();
+  let flight: Flight<string> | undefined;
+  let ended = 0;
+  const bad: Subscriber<string> = {
+    event() {
+      throw new Error("broken pipe");
+    },
+    end() {
+      ended++;
+    },
+  };
+  const good = recorder();
+  collapser.join("k", bad, (f) => flight = f);
+  collapser.join("k", good, () => {});
+  flight!.emit("x");
+  assert.equal(ended, 1);
+  assert.equal(collapser.stats().waiting, 1);
+  flight!.finish({ cache: false });
+  assert.deepEqual(good.events, ["x"]);
+});
+
+Deno.test("Collapser keeps keys apart", () => {
+  const collapser = new Collapser<string>({ ttlMs: 0 });
+  let started = 0;
+  for (const key of ["a", "b", "a", "c", "b"]) collapser.join(key, recorder(), () => started++);
+  assert.equal(started, 3);
+  assert.equal(collapser.stats().inflight, 3);
+});
+
+Deno.test("new Collapser() rejects a negative or non-finite TTL", () => {
+  for (const ttlMs of [-1, NaN, Infinity]) {
+    assert.throws(() => new Collapser({ ttlMs }), RangeError);
+  }
+});

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { gzipSync } from "node:zlib";
+import {
+  encodeFrame,
+  encodeGrpcMessage,
+  FrameDecoder,
+  GrpcWireError,
+  parseGrpcTimeout,
+  Status,
+} from "../src/grpc_wire.ts";
+
+Deno.test("FrameDecoder splits messages however the chunks fall", () => {
+  const messages = [Buffer.from("a"), Buffer.alloc(0), Buffer.from("hello world"), Buffer.alloc(300, 7)];
+  const wire = Buffer.concat(messages.map(encodeFrame));
+  for (const chunkSize of [1, 2, 5, 6, 13, wire.length]) {
+    const decoder = new FrameDecoder();
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < wire.length; i += chunkSize) {
+      out.push(...decoder.push(wire.subarray(i, i + chunkSize)));
+    }
+    decoder.finish();
+    assert.deepEqual(out.map((m) => Buffer.from(m)), messages, `chunk size ${chunkSize}`);
+  }
+});
+
+Deno.test("FrameDecoder inflates gzip and deflate messages and enforces the size limit", async (t) => {
+  const message = Buffer.from("x".repeat(1000));
+  await t.step("gzip", () => {
+    const compressed = gzipSync(message);
+    const wire = Buffer.from(encodeFrame(compressed));
+    wire[0] = 1;
+    assert.deepEqual(Buffer.from(new FrameDecoder({ encoding: "gzip" }).push(wire)[0]), message);
+  });
+  await t.step("a frame longer than the limit", () => {
+    const error = assert.throws(
+      () => new FrameDecoder({ maxMessageBytes: 999 }).push(encodeFrame(message)),
+      (err: unknown) => err instanceof GrpcWireError && err.code === Status.RESOURCE_EXHAUSTED,
+    );
+    return error;
+  });
+  await t.step("a gzip bomb: small frame, large inflated message", () => {
+    const wire = Buffer.from(encodeFrame(gzipSync(Buffer.alloc(100_000))));
+    wire[0] = 1;
+    assert.throws(
+      () => new FrameDecoder({ encoding: "gzip", maxMessageBytes: 1000 }).push(wire),
+      (err: unknown) => err instanceof GrpcWireError,
+    );
+  });
+  await t.step("a stream that ends inside a message", () => {
+    const decoder = new FrameDecoder();
+    decoder.push(encodeFrame(message).subarray(0, 10));
+    assert.throws(() => decoder.finish(), GrpcWireError);
+  });
+});
+
+Deno.test("parseGrpcTimeout() reads every unit and rejects malformed values", () => {
+  assert.equal(parseGrpcTimeout(undefined), undefined);
+  assert.equal(parseGrpcTimeout("1H"), 3_600_000);
+  assert.equal(parseGrpcTimeout("2M"), 120_000);
+  assert.equal(parseGrpcTimeout("3S"), 3_000);
+  assert.equal(parseGrpcTimeout("100m"), 100);
+  assert.equal(parseGrpcTimeout("5000u"), 5);
+  assert.equal(parseGrpcTimeout("2000000n"), 2);
+  for (const bad of ["", "10", "123456789S", "1s", "-1S", "1.5S"]) {
+    assert.throws(() => parseGrpcTimeout(bad), GrpcWireError, bad);
+  }
+});
+
+Deno.test("encodeGrpcMessage() percent-encodes what the spec asks", () => {
+  assert.equal(encodeGrpcMessage("plain text"), "plain text");
+  assert.equal(encodeGrpcMessage("100%"), "100%25");
+  assert.equal(encodeGrpcMessage("nö\n"), "n%C3%B6%0A");
+});
