@@ -17,7 +17,12 @@ Deno.test("the example client's herd reaches the example backend once through th
     const direct = await herd({ target: address, backend: address, calls: 300 });
     assert.equal(direct.ok, 300);
     assert.equal(direct.backendCalls, 300);
-    const collapsed = await herd({ target: `127.0.0.1:${proxy.port}`, backend: address, calls: 300, key: "k" });
+    const collapsed = await herd({
+      target: `127.0.0.1:${proxy.port}`,
+      backend: address,
+      calls: 300,
+      key: "k",
+    });
     assert.equal(collapsed.ok, 300);
     assert.equal(collapsed.distinctAnswers, 1);
     assert.equal(collapsed.backendCalls, 1);
