@@ -4,12 +4,14 @@
  * @module
  */
 
+import { startAdmin } from "./src/admin.ts";
 import { ConfigError, parseConfig, USAGE } from "./src/config.ts";
 import { formatDuration } from "./src/duration.ts";
 import { log, setupLogging } from "./src/log.ts";
+import { Metrics } from "./src/metrics.ts";
 import { Proxy } from "./src/proxy.ts";
 
-/** Parses configuration, starts the proxy, and stops it on SIGINT/SIGTERM. */
+/** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
@@ -26,30 +28,52 @@ export async function main(args: string[]): Promise<number> {
   }
   const { config } = parsed;
   setupLogging(config.logLevel);
-  let proxy: Proxy;
+
+  let proxy: Proxy | undefined;
+  const metrics = new Metrics({
+    proxyStats: () => proxy!.stats(),
+    collapserStats: () => proxy!.collapser.stats(),
+  });
+  let admin;
   try {
-    proxy = await Proxy.start(config);
+    proxy = await Proxy.start({ ...config, observer: metrics });
+    admin = await startAdmin({
+      metrics: () => metrics.text(),
+      draining: () => proxy!.draining,
+      backendReady: (timeoutMs) => proxy!.upstream.ready(timeoutMs),
+    }, { hostname: config.host, port: config.metricsPort });
   } catch (err) {
-    console.error(`collapser: cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`);
+    console.error(`collapser: cannot listen: ${(err as Error).message}`);
+    await proxy?.close();
     return 1;
   }
   log.info("collapser listening on {host}:{port}, backend {backend}", {
     host: config.host,
     port: proxy.port,
+    metricsPort: admin.addr.port,
     backend: config.backend,
     cacheTtl: formatDuration(config.cacheTtlMs),
     backendTimeout: formatDuration(config.backendTimeoutMs),
+    shutdownTimeout: formatDuration(config.shutdownTimeoutMs),
     keyHeaders: config.keyHeaders,
     maxMessageBytes: config.maxMessageBytes,
     logLevel: config.logLevel,
   });
-  const stopped = Promise.withResolvers<void>();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => stopped.resolve());
-  }
-  await stopped.promise;
-  log.info("stopping");
+
+  const signal = Promise.withResolvers<string>();
+  for (const name of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(name, () => signal.resolve(name));
+  const received = await signal.promise;
+  const active = proxy.stats().activeCalls;
+  log.info("{signal}: draining {active} calls (at most {timeout})", {
+    signal: received,
+    active,
+    timeout: formatDuration(config.shutdownTimeoutMs),
+  });
+  const drained = await proxy.drain(config.shutdownTimeoutMs);
+  if (drained) log.info("drained; exiting");
+  else log.warn("shutdown timeout: resetting {active} calls", { active: proxy.stats().activeCalls });
   await proxy.close();
+  await admin.shutdown();
   return 0;
 }
 

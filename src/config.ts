@@ -16,6 +16,8 @@ export const DEFAULT_GRPC_PORT = 50052;
 export const DEFAULT_METRICS_PORT = 2112;
 /** Default bound on one backend call: 10 s. */
 export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;
+/** Default bound on draining at shutdown: 30 s. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 /** Default TTL of cached answers: 100 ms. */
 export const DEFAULT_CACHE_DURATION_MS = 100;
 
@@ -39,6 +41,8 @@ export interface Config {
   maxMessageBytes: number;
   /** Lowest log level written. */
   logLevel: ProxyLogLevel;
+  /** Bound on draining in-flight calls at shutdown, in ms. */
+  shutdownTimeoutMs: number;
 }
 
 /** A configuration value that cannot be used; the message names the flag or variable and the value. */
@@ -65,6 +69,7 @@ Options (each overrides the environment variable in brackets):
                              comma-separated (authorization always is)
   --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
+  --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)
   -h, --help                 print this help and exit
 
 Durations are Go-style: 100ms, 10s, 1m30s.
@@ -95,6 +100,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
         "key-headers": { type: "string" },
         "max-message-size": { type: "string" },
         "log-level": { type: "string" },
+        "shutdown-timeout": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -182,6 +188,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       keyHeaders,
       maxMessageBytes,
       logLevel,
+      shutdownTimeoutMs: duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT_MS, true),
     },
   };
 }

@@ -15,6 +15,7 @@ import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "./config.
 import { formatDuration } from "./duration.ts";
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
+  encodeFrame,
   encodeGrpcMessage,
   FrameDecoder,
   GrpcWireError,
@@ -35,7 +36,7 @@ import {
 } from "./upstream.ts";
 
 /** How a call was served, for logs and metrics. */
-export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "rejected";
+export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "health" | "rejected";
 
 /** Options for {@linkcode Proxy.start}. */
 export interface ProxyOptions {
@@ -59,8 +60,16 @@ export interface ProxyOptions {
   cacheMaxBytes?: number;
   /** Clock for the cache, in ms (tests pass a fake one). @default {performance.now} */
   now?: () => number;
-  /** Called once per finished call (the seam for metrics). */
-  onCall?: (call: { method: string; outcome: Outcome; code: StatusCode; durationMs: number }) => void;
+  /** Told of every finished call and backend call (the seam for metrics). */
+  observer?: ProxyObserver;
+}
+
+/** Receives one report per finished call and per finished backend call. Must not throw. */
+export interface ProxyObserver {
+  /** A downstream call ended. */
+  call(info: { method: string; outcome: Outcome; code: StatusCode; durationMs: number }): void;
+  /** A backend call ended (collapsed or passed through). */
+  backendCall(info: { method: string; code: StatusCode; durationMs: number }): void;
 }
 
 /** Counters of the proxy itself, beside {@linkcode Collapser.stats}. */
@@ -71,7 +80,12 @@ export interface ProxyStats {
   backendInflight: number;
   /** Calls passed through (not collapsed) since start. */
   passthrough: number;
+  /** Downstream calls not yet answered. */
+  activeCalls: number;
 }
+
+/** The standard gRPC health check method, answered by the proxy itself for the empty service name. */
+export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";
 
 const GRPC_CONTENT_TYPE = "application/grpc";
 const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
@@ -81,11 +95,13 @@ export class Proxy {
   readonly #server: http2.Http2Server;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #upstream: Upstream;
-  readonly #options: Required<Omit<ProxyOptions, "now" | "onCall" | "cacheMaxEntries" | "cacheMaxBytes">>;
-  readonly #onCall: ProxyOptions["onCall"];
+  readonly #options: Required<Omit<ProxyOptions, "now" | "observer" | "cacheMaxEntries" | "cacheMaxBytes">>;
+  readonly #observer: ProxyObserver | undefined;
   /** The collapsing core (exposed for stats and tests). */
   readonly collapser: Collapser<ResponseEvent>;
-  #stats: ProxyStats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
+  #stats: ProxyStats = { backendCalls: 0, backendInflight: 0, passthrough: 0, activeCalls: 0 };
+  #draining = false;
+  #idle: PromiseWithResolvers<void> | undefined;
   #port = 0;
 
   private constructor(options: ProxyOptions) {
@@ -98,7 +114,7 @@ export class Proxy {
       keyHeaders: (options.keyHeaders ?? DEFAULT_KEY_HEADERS).map((h) => h.toLowerCase()),
       maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     };
-    this.#onCall = options.onCall;
+    this.#observer = options.observer;
     this.collapser = new Collapser<ResponseEvent>({
       ttlMs: this.#options.cacheTtlMs,
       maxEntries: options.cacheMaxEntries,
@@ -152,8 +168,34 @@ export class Proxy {
     return { ...this.#stats };
   }
 
+  /** Whether the proxy is draining: it takes no new calls. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Graceful shutdown, first half: stop accepting connections, send every client GOAWAY, answer calls that
+   * still arrive with UNAVAILABLE, and resolve once every call in progress has been answered (true) or
+   * `timeoutMs` has passed (false). Call {@linkcode close} afterwards.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.#draining = true;
+    this.#server.close();
+    for (const session of this.#sessions) if (!session.closed) session.close();
+    if (this.#stats.activeCalls === 0) return true;
+    this.#idle ??= Promise.withResolvers<void>();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs));
+    try {
+      return await Promise.race([this.#idle.promise.then(() => true), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Stops listening, resets open calls and closes the backend channel. */
   async close(): Promise<void> {
+    this.#draining = true;
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const session of this.#sessions) session.destroy();
     await closed;
@@ -181,6 +223,7 @@ export class Proxy {
       return;
     }
     const method = headers[":path"] ?? "";
+    this.#stats.activeCalls++;
     new DownstreamCall(this, stream, headers, method, startedAt).begin();
   }
 
@@ -190,9 +233,34 @@ export class Proxy {
   }
 
   /** @internal Reports a finished call. */
-  _finished(method: string, outcome: Outcome, code: StatusCode, startedAt: number): void {
+  _finished(method: string, outcome: Outcome, code: StatusCode, startedAt: number, key?: string): void {
     const durationMs = performance.now() - startedAt;
-    this.#onCall?.({ method, outcome, code, durationMs });
+    if (--this.#stats.activeCalls === 0 && this.#idle) {
+      this.#idle.resolve();
+      this.#idle = undefined;
+    }
+    this.#observer?.call({ method, outcome, code, durationMs });
+    log.debug("call {method} {role} {code} in {durationMs} ms", () => ({
+      method,
+      key: key?.slice(0, 12),
+      role: outcome,
+      code,
+      durationMs: Math.round(durationMs * 1000) / 1000,
+    }));
+  }
+
+  /** @internal Counts a backend call in; returns the function that counts it out (idempotent). */
+  #backendCallStarted(method: string): (code: StatusCode) => void {
+    const startedAt = performance.now();
+    this.#stats.backendCalls++;
+    this.#stats.backendInflight++;
+    let running = true;
+    return (code) => {
+      if (!running) return;
+      running = false;
+      this.#stats.backendInflight--;
+      this.#observer?.backendCall({ method, code, durationMs: performance.now() - startedAt });
+    };
   }
 
   /** @internal Starts the one backend call of a flight. */
@@ -201,30 +269,21 @@ export class Proxy {
     method: string,
     message: Uint8Array,
     headers: http2.IncomingHttpHeaders,
-  ) {
+  ): void {
     const timeoutMs = this.#options.backendTimeoutMs;
     let messages = 0;
-    this.#stats.backendCalls++;
-    this.#stats.backendInflight++;
-    let running = true;
-    const done = () => {
-      if (!running) return;
-      running = false;
-      this.#stats.backendInflight--;
+    const ended = this.#backendCallStarted(method);
+    const done = (code: StatusCode) => {
       clearTimeout(timer);
+      ended(code);
     };
     const timer = setTimeout(() => {
-      done();
+      done(Status.DEADLINE_EXCEEDED);
       call.cancel();
-      log.warn("backend call {method} exceeded the backend timeout ({timeout})", {
-        method,
-        timeout: formatDuration(timeoutMs),
-      });
+      const timeout = formatDuration(timeoutMs);
+      log.warn("backend call {method} exceeded the backend timeout ({timeout})", { method, timeout });
       flight.emit(
-        statusEvent(
-          Status.DEADLINE_EXCEEDED,
-          `backend call exceeded the backend timeout (${formatDuration(timeoutMs)})`,
-        ),
+        statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${timeout})`),
       );
       flight.finish({ cache: false });
     }, timeoutMs);
@@ -238,7 +297,7 @@ export class Proxy {
       }
       flight.emit(event);
       if (event.type === "status") {
-        done();
+        done(event.code);
         if (event.code !== Status.OK) {
           log.warn("backend call {method} failed: {code} {details}", {
             method,
@@ -253,7 +312,7 @@ export class Proxy {
       // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
       // that nobody can join again has no reason to run.
       if (flight.shared) return;
-      done();
+      done(Status.CANCELLED);
       call.cancel();
       flight.finish({ cache: false });
     };
@@ -265,28 +324,20 @@ export class Proxy {
     headers: http2.IncomingHttpHeaders,
     deadline: number | undefined,
     sink: (e: ResponseEvent) => void,
-  ) {
+  ): UpstreamStream {
     this.#stats.passthrough++;
-    this.#stats.backendCalls++;
-    this.#stats.backendInflight++;
-    let running = true;
+    const ended = this.#backendCallStarted(method);
     const stream = this.#upstream.stream(method, requestMetadata(headers), (event) => {
-      if (event.type === "status" && running) {
-        running = false;
-        this.#stats.backendInflight--;
-      }
+      if (event.type === "status") ended(event.code);
       sink(event);
     }, { deadline });
     return {
       ...stream,
       cancel: () => {
-        if (running) {
-          running = false;
-          this.#stats.backendInflight--;
-        }
+        ended(Status.CANCELLED);
         stream.cancel();
       },
-    } satisfies UpstreamStream;
+    };
   }
 }
 
@@ -311,6 +362,7 @@ class DownstreamCall {
   #trailers: http2.OutgoingHttpHeaders | undefined;
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #membership: Membership | undefined;
+  #key: string | undefined;
   #upstream: UpstreamStream | undefined;
 
   constructor(
@@ -329,6 +381,9 @@ class DownstreamCall {
 
   begin(): void {
     const stream = this.#stream;
+    if (this.#proxy.draining && this.#method !== HEALTH_CHECK_METHOD) {
+      return this.#finish(statusEvent(Status.UNAVAILABLE, "proxy is shutting down"));
+    }
     let timeoutMs: number | undefined;
     try {
       timeoutMs = parseGrpcTimeout(single(this.#headers["grpc-timeout"]));
@@ -400,9 +455,18 @@ class DownstreamCall {
   #collapse(message: Uint8Array): void {
     this.#mode = "collapse";
     this.#buffered = [];
+    if (this.#method === HEALTH_CHECK_METHOD && healthCheckService(message) === "") {
+      // The proxy's own serving state; a named service is the backend's to answer, so it goes through.
+      this.#outcome = "health";
+      this.#send({ type: "message", frame: this.#proxy.draining ? NOT_SERVING : SERVING });
+      return this.#finish(statusEvent(Status.OK, ""));
+    }
     const options = this.#proxy._options();
     const keyValues = options.keyHeaders.map((name) => joined(this.#headers[name]));
-    const key = collapseKey(this.#method, keyValues, message);
+    const key = this.#key = collapseKey(this.#method, keyValues, message);
+    // Only a cache hit is answered inside join(); a leader's or follower's status comes later, after the
+    // role below is recorded.
+    this.#outcome = "cache";
     const membership = this.#proxy.collapser.join(key, {
       event: (event) => this.#send(event),
       end: () => {
@@ -414,11 +478,6 @@ class DownstreamCall {
     this.#outcome = membership.role;
     if (this.#done) return;
     this.#membership = membership;
-    log.debug("call {method} key {key} as {role}", {
-      method: this.#method,
-      key: key.slice(0, 12),
-      role: membership.role,
-    });
   }
 
   /** Whether the call has ended (a method, so TypeScript does not narrow it away across callbacks). */
@@ -498,7 +557,7 @@ class DownstreamCall {
         stream.resume();
       }
     }
-    this.#proxy._finished(this.#method, this.#outcome, status.code, this.#startedAt);
+    this.#proxy._finished(this.#method, this.#outcome, status.code, this.#startedAt, this.#key);
   }
 
   #fail(err: unknown): void {
@@ -508,6 +567,40 @@ class DownstreamCall {
       this.#finish(statusEvent(Status.INTERNAL, "internal proxy error"));
     }
   }
+}
+
+/** HealthCheckResponse{status: SERVING} and {status: NOT_SERVING}, framed (protobuf field 1, varint). */
+const SERVING = encodeFrame(Uint8Array.of(0x08, 0x01));
+const NOT_SERVING = encodeFrame(Uint8Array.of(0x08, 0x02));
+
+/** The `service` field of a protobuf HealthCheckRequest, or undefined when it cannot be read. */
+export function healthCheckService(message: Uint8Array): string | undefined {
+  let service = "";
+  let i = 0;
+  const varint = () => {
+    let value = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (i >= message.length) return undefined;
+      const byte = message[i++];
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+    }
+    return undefined;
+  };
+  while (i < message.length) {
+    const tag = varint();
+    if (tag === undefined) return undefined;
+    const wireType = tag & 7;
+    if (wireType === 0) {
+      if (varint() === undefined) return undefined;
+    } else if (wireType === 2) {
+      const length = varint();
+      if (length === undefined || i + length > message.length) return undefined;
+      if (tag >>> 3 === 1) service = new TextDecoder().decode(message.subarray(i, i + length));
+      i += length;
+    } else return undefined;
+  }
+  return service;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

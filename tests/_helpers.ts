@@ -256,3 +256,87 @@ export function frame(value: unknown): Uint8Array {
   message.copy(out, 5);
   return out;
 }
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** A `deno run main.ts` command with a clean environment plus `env`. */
+export function collapserCommand(args: string[], env: Record<string, string> = {}): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** The proxy running as its own process, with the ports its start-up log line reported. */
+export interface CollapserProcess extends AsyncDisposable {
+  child: Deno.ChildProcess;
+  port: number;
+  metricsPort: number;
+  /** Every log line so far, parsed. */
+  logs: Record<string, unknown>[];
+  /** Sends SIGTERM and resolves with the exit status (once). */
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/** Starts main.ts on port-0 listeners and waits for its start-up log line. */
+export async function startCollapserProcess(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<CollapserProcess> {
+  const child = collapserCommand(["--port", "0", "--metrics-port", "0", "--host", "127.0.0.1", ...args], env)
+    .spawn();
+  const logs: Record<string, unknown>[] = [];
+  const firstLine = Promise.withResolvers<Record<string, unknown>>();
+  const reading = (async () => {
+    let buffered = "";
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let newline;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        try {
+          logs.push(JSON.parse(line));
+          if (logs.length === 1) firstLine.resolve(logs[0]);
+        } catch {
+          firstLine.reject(new Error(`not a JSON log line: ${line}`));
+        }
+      }
+    }
+    firstLine.reject(new Error(`collapser exited before logging: ${buffered}`));
+  })();
+  const startup = await firstLine.promise;
+  const properties = startup.properties as Record<string, number>;
+  let status: Promise<Deno.CommandStatus> | undefined;
+  const stop = () => {
+    if (!status) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // already exited
+      }
+      status = Promise.all([child.status, reading, child.stdout.cancel()]).then(([s]) => s);
+    }
+    return status;
+  };
+  return {
+    child,
+    port: properties.port,
+    metricsPort: properties.metricsPort,
+    logs,
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop();
+    },
+  };
+}
+
+/** GET on the admin listener; resolves with status and body. */
+export async function admin(port: number, path: string): Promise<{ status: number; body: string }> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: response.status, body: await response.text() };
+}

@@ -18,6 +18,7 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     keyHeaders: ["authorization"],
     maxMessageBytes: 4 * 1024 * 1024,
     logLevel: "info",
+    shutdownTimeoutMs: 30_000,
   });
 });
 

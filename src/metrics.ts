@@ -1,0 +1,186 @@
+/**
+ * Prometheus metrics (prom-client), fed by the proxy's observer hooks and read from its gauges at scrape.
+ *
+ * @module
+ */
+
+import client from "prom-client";
+import type { CollapserStats } from "./collapser.ts";
+import { Status, type StatusCode } from "./grpc_wire.ts";
+import type { Outcome, ProxyObserver, ProxyStats } from "./proxy.ts";
+
+/** Most distinct method label values; further methods are counted under `_other`. */
+export const DEFAULT_MAX_METHOD_LABELS = 200;
+
+/** Label value for calls that named no usable method (rejected, or UNIMPLEMENTED by the backend). */
+export const UNKNOWN_METHOD = "_unknown";
+/** Label value for methods beyond the label limit. */
+export const OTHER_METHOD = "_other";
+
+const STATUS_NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name])) as Record<
+  number,
+  string
+>;
+
+/** The gRPC status name for a code (`OK`, `UNAVAILABLE`, ...). */
+export function statusName(code: StatusCode): string {
+  return STATUS_NAMES[code] ?? String(code);
+}
+
+/** What the metrics read at scrape time. */
+export interface MetricsSource {
+  proxyStats(): ProxyStats;
+  collapserStats(): CollapserStats;
+}
+
+/**
+ * Bounds the method label: a method becomes a label value once the backend answered it with something other
+ * than UNIMPLEMENTED, up to `limit` methods. A client spraying random method names cannot grow the series.
+ */
+export class MethodLabels {
+  readonly #known = new Set<string>();
+  readonly #limit: number;
+  constructor(limit = DEFAULT_MAX_METHOD_LABELS) {
+    this.#limit = limit;
+  }
+
+  /** The label value for a call to `method` that ended with `code`. */
+  label(method: string, code: StatusCode, outcome?: Outcome): string {
+    if (this.#known.has(method)) return method;
+    if (outcome === "rejected" || code === Status.UNIMPLEMENTED || method === "") return UNKNOWN_METHOD;
+    if (this.#known.size >= this.#limit) return OTHER_METHOD;
+    this.#known.add(method);
+    return method;
+  }
+}
+
+/** The proxy's Prometheus registry and the observer that feeds it. */
+export class Metrics implements ProxyObserver {
+  /** The registry served at `/metrics`. */
+  readonly registry: client.Registry;
+  readonly #methods: MethodLabels;
+  readonly #requests: client.Counter<"method" | "outcome" | "code">;
+  readonly #requestDuration: client.Histogram<"outcome">;
+  readonly #backendCalls: client.Counter<"method" | "code">;
+  readonly #backendLatency: client.Histogram<"method">;
+
+  /**
+   * @param source read at every scrape for gauges and the core's counters
+   * @param options.defaultMetrics also export prom-client's process and runtime metrics @default {true}
+   */
+  constructor(source: MetricsSource, options: { defaultMetrics?: boolean; maxMethodLabels?: number } = {}) {
+    const registry = this.registry = new client.Registry();
+    this.#methods = new MethodLabels(options.maxMethodLabels);
+    if (options.defaultMetrics ?? true) client.collectDefaultMetrics({ register: registry });
+    const registers = [registry];
+
+    this.#requests = new client.Counter({
+      name: "collapser_requests_total",
+      help: "Calls answered, by method, how they were served (outcome) and gRPC status (code).",
+      labelNames: ["method", "outcome", "code"],
+      registers,
+    });
+    this.#requestDuration = new client.Histogram({
+      name: "collapser_request_duration_seconds",
+      help: "Time from a call's request headers to its status, by outcome.",
+      labelNames: ["outcome"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.#backendCalls = new client.Counter({
+      name: "collapser_backend_calls_total",
+      help: "Calls made to the backend, by method and gRPC status (code).",
+      labelNames: ["method", "code"],
+      registers,
+    });
+    this.#backendLatency = new client.Histogram({
+      name: "collapser_backend_latency_seconds",
+      help: "Duration of backend calls, by method.",
+      labelNames: ["method"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+
+    const gauge = (name: string, help: string, read: () => number) =>
+      new client.Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    // Counters kept by the core are exposed as counters whose value is set at scrape time.
+    const counter = (name: string, help: string, read: () => number) =>
+      new client.Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    gauge(
+      "collapser_inflight_requests",
+      "Backend calls running now (collapsed and passed through).",
+      () => source.proxyStats().backendInflight,
+    );
+    gauge(
+      "collapser_waiting_callers",
+      "Callers waiting on a shared backend call now (leaders and followers).",
+      () => source.collapserStats().waiting,
+    );
+    gauge("collapser_cache_entries", "Answers in the cache now.", () => source.collapserStats().cacheEntries);
+    gauge(
+      "collapser_cache_bytes",
+      "Bytes of answers in the cache now.",
+      () => source.collapserStats().cacheBytes,
+    );
+    counter(
+      "collapser_cache_hits_total",
+      "Calls answered from the cache.",
+      () => source.collapserStats().cacheHits,
+    );
+    counter(
+      "collapser_cache_misses_total",
+      "Collapsible calls not answered from the cache (leaders and followers).",
+      () => {
+        const s = source.collapserStats();
+        return s.leaders + s.followers;
+      },
+    );
+    counter(
+      "collapser_cache_evictions_total",
+      "Answers dropped from the cache for room before their TTL.",
+      () => source.collapserStats().cacheEvictions,
+    );
+    gauge(
+      "collapser_collapse_ratio",
+      "Collapsible calls per backend call since start: (leaders + followers + cache hits) / leaders; 0 before the first call.",
+      () => {
+        const s = source.collapserStats();
+        return s.leaders === 0 ? 0 : (s.leaders + s.followers + s.cacheHits) / s.leaders;
+      },
+    );
+  }
+
+  /** @inheritdoc */
+  call(info: { method: string; outcome: Outcome; code: StatusCode; durationMs: number }): void {
+    const method = this.#methods.label(info.method, info.code, info.outcome);
+    this.#requests.inc({ method, outcome: info.outcome, code: statusName(info.code) });
+    this.#requestDuration.observe({ outcome: info.outcome }, info.durationMs / 1000);
+  }
+
+  /** @inheritdoc */
+  backendCall(info: { method: string; code: StatusCode; durationMs: number }): void {
+    const method = this.#methods.label(info.method, info.code);
+    this.#backendCalls.inc({ method, code: statusName(info.code) });
+    this.#backendLatency.observe({ method }, info.durationMs / 1000);
+  }
+
+  /** The exposition text for a scrape. */
+  async text(): Promise<string> {
+    return await this.registry.metrics();
+  }
+}
