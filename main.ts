@@ -29,14 +29,13 @@ export async function main(args: string[]): Promise<number> {
   const { config } = parsed;
   setupLogging(config.logLevel);
 
+  const metrics = new Metrics();
   let proxy: Proxy | undefined;
-  const metrics = new Metrics({
-    proxyStats: () => proxy!.stats(),
-    collapserStats: () => proxy!.collapser.stats(),
-  });
   let admin;
   try {
     proxy = await Proxy.start({ ...config, observer: metrics });
+    const running = proxy;
+    metrics.attach({ proxyStats: () => running.stats(), collapserStats: () => running.collapser.stats() });
     admin = await startAdmin({
       metrics: () => metrics.text(),
       draining: () => proxy!.draining,

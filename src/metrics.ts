@@ -63,12 +63,13 @@ export class Metrics implements ProxyObserver {
   readonly #requestDuration: client.Histogram<"outcome">;
   readonly #backendCalls: client.Counter<"method" | "code">;
   readonly #backendLatency: client.Histogram<"method">;
+  #source: MetricsSource | undefined;
 
   /**
-   * @param source read at every scrape for gauges and the core's counters
    * @param options.defaultMetrics also export prom-client's process and runtime metrics @default {true}
+   * @param options.maxMethodLabels most distinct method label values @default {200}
    */
-  constructor(source: MetricsSource, options: { defaultMetrics?: boolean; maxMethodLabels?: number } = {}) {
+  constructor(options: { defaultMetrics?: boolean; maxMethodLabels?: number } = {}) {
     const registry = this.registry = new client.Registry();
     this.#methods = new MethodLabels(options.maxMethodLabels);
     if (options.defaultMetrics ?? true) client.collectDefaultMetrics({ register: registry });
@@ -101,6 +102,19 @@ export class Metrics implements ProxyObserver {
       registers,
     });
 
+    const proxyStats = (): ProxyStats =>
+      this.#source?.proxyStats() ?? { backendCalls: 0, backendInflight: 0, passthrough: 0, activeCalls: 0 };
+    const collapserStats = (): CollapserStats =>
+      this.#source?.collapserStats() ?? {
+        leaders: 0,
+        followers: 0,
+        cacheHits: 0,
+        inflight: 0,
+        waiting: 0,
+        cacheEntries: 0,
+        cacheBytes: 0,
+        cacheEvictions: 0,
+      };
     const gauge = (name: string, help: string, read: () => number) =>
       new client.Gauge({
         name,
@@ -124,45 +138,50 @@ export class Metrics implements ProxyObserver {
     gauge(
       "collapser_inflight_requests",
       "Backend calls running now (collapsed and passed through).",
-      () => source.proxyStats().backendInflight,
+      () => proxyStats().backendInflight,
     );
     gauge(
       "collapser_waiting_callers",
       "Callers waiting on a shared backend call now (leaders and followers).",
-      () => source.collapserStats().waiting,
+      () => collapserStats().waiting,
     );
-    gauge("collapser_cache_entries", "Answers in the cache now.", () => source.collapserStats().cacheEntries);
+    gauge("collapser_cache_entries", "Answers in the cache now.", () => collapserStats().cacheEntries);
     gauge(
       "collapser_cache_bytes",
       "Bytes of answers in the cache now.",
-      () => source.collapserStats().cacheBytes,
+      () => collapserStats().cacheBytes,
     );
     counter(
       "collapser_cache_hits_total",
       "Calls answered from the cache.",
-      () => source.collapserStats().cacheHits,
+      () => collapserStats().cacheHits,
     );
     counter(
       "collapser_cache_misses_total",
       "Collapsible calls not answered from the cache (leaders and followers).",
       () => {
-        const s = source.collapserStats();
+        const s = collapserStats();
         return s.leaders + s.followers;
       },
     );
     counter(
       "collapser_cache_evictions_total",
       "Answers dropped from the cache for room before their TTL.",
-      () => source.collapserStats().cacheEvictions,
+      () => collapserStats().cacheEvictions,
     );
     gauge(
       "collapser_collapse_ratio",
       "Collapsible calls per backend call since start: (leaders + followers + cache hits) / leaders; 0 before the first call.",
       () => {
-        const s = source.collapserStats();
+        const s = collapserStats();
         return s.leaders === 0 ? 0 : (s.leaders + s.followers + s.cacheHits) / s.leaders;
       },
     );
+  }
+
+  /** Where gauges and the core's counters are read at scrape time (the running proxy). */
+  attach(source: MetricsSource): void {
+    this.#source = source;
   }
 
   /** @inheritdoc */

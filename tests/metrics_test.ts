@@ -24,19 +24,16 @@ async function withMetricsStack(
       hold.promise.then(() => callback(null, bytes({ ok: true })));
     },
   });
-  let proxy: Proxy | undefined;
-  const metrics = new Metrics({
-    proxyStats: () => proxy!.stats(),
-    collapserStats: () => proxy!.collapser.stats(),
-  }, { maxMethodLabels: 3 });
+  const metrics = new Metrics({ maxMethodLabels: 3 });
   // A long TTL, so the repeat below is a cache hit however slow the machine.
-  proxy = await Proxy.start({
+  const proxy = await Proxy.start({
     backend: backend.address,
     host: "127.0.0.1",
     port: 0,
     observer: metrics,
     cacheTtlMs: 60_000,
   });
+  metrics.attach({ proxyStats: () => proxy.stats(), collapserStats: () => proxy.collapser.stats() });
   const client = newClient(proxy.port);
   try {
     await fn({ proxy, metrics, client, release: hold.open });
