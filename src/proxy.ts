@@ -223,7 +223,15 @@ export class Proxy {
       return;
     }
     const method = headers[":path"] ?? "";
+    // A call counts as active until its HTTP/2 stream has closed, i.e. its trailers have left: draining
+    // waits for that, not merely for the status to be decided.
     this.#stats.activeCalls++;
+    stream.once("close", () => {
+      if (--this.#stats.activeCalls === 0 && this.#idle) {
+        this.#idle.resolve();
+        this.#idle = undefined;
+      }
+    });
     new DownstreamCall(this, stream, headers, method, startedAt).begin();
   }
 
@@ -235,10 +243,6 @@ export class Proxy {
   /** @internal Reports a finished call. */
   _finished(method: string, outcome: Outcome, code: StatusCode, startedAt: number, key?: string): void {
     const durationMs = performance.now() - startedAt;
-    if (--this.#stats.activeCalls === 0 && this.#idle) {
-      this.#idle.resolve();
-      this.#idle = undefined;
-    }
     this.#observer?.call({ method, outcome, code, durationMs });
     log.debug("call {method} {role} {code} in {durationMs} ms", () => ({
       method,

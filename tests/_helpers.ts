@@ -186,9 +186,13 @@ export function gate(): { promise: Promise<void>; open: () => void } {
  * Resolves when `condition()` holds, checking after each turn of the event loop; rejects after `limitMs`
  * so a bug fails as an assertion rather than a hung suite. This is synchronization, not timing.
  */
-export async function until(condition: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+export async function until(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  limitMs = 20_000,
+): Promise<void> {
   const started = Date.now();
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
