@@ -25,6 +25,8 @@ import {
 } from "./grpc_wire.ts";
 import { collapseKey, DEFAULT_KEY_HEADERS } from "./key.ts";
 import { log } from "./log.ts";
+import { recordSharedCall, startBackendSpan, TRACING_ENABLED } from "./tracing.ts";
+import type { SpanContext } from "@opentelemetry/api";
 import {
   requestMetadata,
   type ResponseEvent,
@@ -253,18 +255,26 @@ export class Proxy {
     }));
   }
 
-  /** @internal Counts a backend call in; returns the function that counts it out (idempotent). */
-  #backendCallStarted(method: string): (code: StatusCode) => void {
+  /**
+   * Counts a backend call in, starts its trace span, and builds its metadata (the caller's, with the span as
+   * `traceparent`). `ended` counts it out and ends the span; it is idempotent.
+   */
+  #backendCallStarted(method: string, headers: http2.IncomingHttpHeaders, role: "leader" | "passthrough") {
     const startedAt = performance.now();
     this.#stats.backendCalls++;
     this.#stats.backendInflight++;
+    const span = startBackendSpan(method, headers, { role });
+    const metadata = requestMetadata(headers);
+    if (span) metadata.set("traceparent", span.traceparent);
     let running = true;
-    return (code) => {
+    const ended = (code: StatusCode, details = "") => {
       if (!running) return;
       running = false;
       this.#stats.backendInflight--;
       this.#observer?.backendCall({ method, code, durationMs: performance.now() - startedAt });
+      span?.end(code, details);
     };
+    return { metadata, span, ended };
   }
 
   /** @internal Starts the one backend call of a flight. */
@@ -276,13 +286,14 @@ export class Proxy {
   ): void {
     const timeoutMs = this.#options.backendTimeoutMs;
     let messages = 0;
-    const ended = this.#backendCallStarted(method);
-    const done = (code: StatusCode) => {
+    const { metadata, span, ended } = this.#backendCallStarted(method, headers, "leader");
+    if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
+    const done = (code: StatusCode, details?: string) => {
       clearTimeout(timer);
-      ended(code);
+      ended(code, details);
     };
     const timer = setTimeout(() => {
-      done(Status.DEADLINE_EXCEEDED);
+      done(Status.DEADLINE_EXCEEDED, "backend timeout");
       call.cancel();
       const timeout = formatDuration(timeoutMs);
       log.warn("backend call {method} exceeded the backend timeout ({timeout})", { method, timeout });
@@ -291,7 +302,7 @@ export class Proxy {
       );
       flight.finish({ cache: false });
     }, timeoutMs);
-    const call: UpstreamCall = this.#upstream.call(method, message, requestMetadata(headers), (event) => {
+    const sink = (event: ResponseEvent) => {
       if (event.type === "message" && ++messages === 2) {
         // A second response message: this is a stream. Stop sharing it (nobody new joins, nothing is
         // cached), keep serving those already here, and let it run past BACKEND_TIMEOUT: a watch-style
@@ -301,7 +312,7 @@ export class Proxy {
       }
       flight.emit(event);
       if (event.type === "status") {
-        done(event.code);
+        done(event.code, event.details);
         if (event.code !== Status.OK) {
           log.warn("backend call {method} failed: {code} {details}", {
             method,
@@ -311,7 +322,9 @@ export class Proxy {
         }
         flight.finish({ cache: event.code === Status.OK });
       }
-    });
+    };
+    const start = () => this.#upstream.call(method, message, metadata, sink);
+    const call: UpstreamCall = span ? span.run(start) : start();
     flight.onIdle = () => {
       // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
       // that nobody can join again has no reason to run.
@@ -330,11 +343,13 @@ export class Proxy {
     sink: (e: ResponseEvent) => void,
   ): UpstreamStream {
     this.#stats.passthrough++;
-    const ended = this.#backendCallStarted(method);
-    const stream = this.#upstream.stream(method, requestMetadata(headers), (event) => {
-      if (event.type === "status") ended(event.code);
-      sink(event);
-    }, { deadline });
+    const { metadata, span, ended } = this.#backendCallStarted(method, headers, "passthrough");
+    const start = () =>
+      this.#upstream.stream(method, metadata, (event) => {
+        if (event.type === "status") ended(event.code, event.details);
+        sink(event);
+      }, { deadline });
+    const stream = span ? span.run(start) : start();
     return {
       ...stream,
       cancel: () => {
@@ -367,6 +382,7 @@ class DownstreamCall {
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #membership: Membership | undefined;
   #key: string | undefined;
+  #origin: SpanContext | undefined;
   #upstream: UpstreamStream | undefined;
 
   constructor(
@@ -513,6 +529,9 @@ class DownstreamCall {
     const stream = this.#stream;
     if (stream.destroyed || stream.closed) return;
     switch (event.type) {
+      case "origin":
+        this.#origin = event.spanContext;
+        return;
       case "headers":
         if (this.#headersSent) return;
         this.#headersSent = true;
@@ -562,6 +581,14 @@ class DownstreamCall {
       }
     }
     this.#proxy._finished(this.#method, this.#outcome, status.code, this.#startedAt, this.#key);
+    if (TRACING_ENABLED && (this.#outcome === "follower" || this.#outcome === "cache")) {
+      recordSharedCall(this.#method, this.#headers, {
+        role: this.#outcome,
+        startedAtEpochMs: Date.now() - (performance.now() - this.#startedAt),
+        origin: this.#origin,
+        code: status.code,
+      });
+    }
   }
 
   #fail(err: unknown): void {

@@ -6,6 +6,7 @@
  */
 
 import * as grpc from "@grpc/grpc-js";
+import type { SpanContext } from "@opentelemetry/api";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { Buffer } from "node:buffer";
 import { encodeFrame, encodeGrpcMessage, type StatusCode } from "./grpc_wire.ts";
@@ -19,8 +20,13 @@ export interface StatusEvent {
   readonly trailers: OutgoingHttpHeaders;
 }
 
-/** One part of a gRPC response, already in wire form so replaying it to many callers costs nothing. */
+/**
+ * One part of a gRPC response, already in wire form so replaying it to many callers costs nothing. An
+ * `origin` event is not sent: it names the backend call's trace span, so that followers and cache hits can
+ * link to it.
+ */
 export type ResponseEvent =
+  | { readonly type: "origin"; readonly spanContext: SpanContext }
   | { readonly type: "headers"; readonly headers: OutgoingHttpHeaders }
   | { readonly type: "message"; readonly frame: Uint8Array }
   | StatusEvent;
