@@ -132,3 +132,48 @@ Deno.test("promtool check metrics reports nothing on the collapser_ families", a
     assert.ok(text.includes("collapser_requests_total"), "the text checked holds our families");
   });
 });
+
+Deno.test("The Grafana dashboard queries only metric families the proxy exports", async () => {
+  const dashboard = JSON.parse(
+    await Deno.readTextFile(new URL("../dashboards/collapser.json", import.meta.url)),
+  );
+  const exprs: string[] = dashboard.panels.flatMap((p: { targets: { expr: string }[] }) =>
+    p.targets.map((t) => t.expr)
+  );
+  assert.ok(exprs.length >= 10);
+  const exported = await new Metrics().text();
+  const families = new Set(
+    [...exported.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap(([, name, type]) =>
+      type === "histogram" ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name]
+    ),
+  );
+  for (const expr of exprs) {
+    for (const [name] of expr.matchAll(/\b(?:collapser|process)_[a-z_]+/g)) {
+      assert.ok(families.has(name), `${name} (in ${expr}) is exported`);
+    }
+  }
+  // And each query is valid PromQL: promtool checks them as recording rules (when installed; CI installs it).
+  const dir = await Deno.makeTempDir();
+  try {
+    const rules = exprs.map((expr, i) =>
+      `      - record: dashboard:query_${i}\n        expr: ${
+        JSON.stringify(expr.replaceAll("$__rate_interval", "5m").replaceAll("$job", ".*"))
+      }`
+    );
+    await Deno.writeTextFile(
+      `${dir}/rules.yml`,
+      `groups:\n  - name: dashboard\n    rules:\n${rules.join("\n")}\n`,
+    );
+    const checked = await new Deno.Command("promtool", { args: ["check", "rules", `${dir}/rules.yml`] })
+      .output()
+      .catch(() => undefined);
+    if (checked === undefined) {
+      console.warn("promtool is not installed: the dashboard's PromQL was not parsed");
+    } else {assert.ok(
+        checked.success,
+        new TextDecoder().decode(checked.stdout) + new TextDecoder().decode(checked.stderr),
+      );}
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
