@@ -5,7 +5,7 @@
  */
 
 import { startAdmin } from "./src/admin.ts";
-import { ConfigError, parseConfig, USAGE } from "./src/config.ts";
+import { ConfigError, parseConfig, redactCredentials, USAGE } from "./src/config.ts";
 import { formatDuration } from "./src/duration.ts";
 import { log, setupLogging } from "./src/log.ts";
 import { Metrics } from "./src/metrics.ts";
@@ -50,7 +50,7 @@ export async function main(args: string[]): Promise<number> {
     host: config.host,
     port: proxy.port,
     metricsPort: admin.addr.port,
-    backend: config.backend,
+    backend: redactCredentials(config.backend),
     cacheTtl: formatDuration(config.cacheTtlMs),
     backendTimeout: formatDuration(config.backendTimeoutMs),
     shutdownTimeout: formatDuration(config.shutdownTimeoutMs),

@@ -192,3 +192,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     },
   };
 }
+
+/** A target or URL with any `user:password@` part masked, for logs. */
+export function redactCredentials(target: string): string {
+  return target.replace(/^([a-z][a-z0-9+.-]*:\/\/\/?)?[^@/]+@/i, (_match, scheme = "") => `${scheme}***@`);
+}

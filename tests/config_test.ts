@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../src/config.ts";
+import { ConfigError, parseConfig, redactCredentials } from "../src/config.ts";
 
 function config(args: string[], env: Record<string, string> = {}) {
   const parsed = parseConfig(args, env);
@@ -91,4 +91,11 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
 Deno.test("parseConfig() answers --help without needing a backend", () => {
   assert.deepEqual(parseConfig(["--help"], {}), { help: true });
   assert.deepEqual(parseConfig(["-h"], {}), { help: true });
+});
+
+Deno.test("redactCredentials() masks a user:password part and leaves plain targets alone", () => {
+  assert.equal(redactCredentials("127.0.0.1:50051"), "127.0.0.1:50051");
+  assert.equal(redactCredentials("dns:///svc.local:50051"), "dns:///svc.local:50051");
+  assert.equal(redactCredentials("user:secret@10.0.0.1:50051"), "***@10.0.0.1:50051");
+  assert.equal(redactCredentials("redis://default:secret@cache:6379/0"), "redis://***@cache:6379/0");
 });
