@@ -282,6 +282,8 @@ export interface CollapserProcess extends AsyncDisposable {
   metricsPort: number;
   /** Every log line so far, parsed. */
   logs: Record<string, unknown>[];
+  /** Standard error lines that were not JSON (a runtime abort, a panic). */
+  otherOutput: string[];
   /** Sends SIGTERM and resolves with the exit status (once). */
   stop(): Promise<Deno.CommandStatus>;
 }
@@ -294,6 +296,7 @@ export async function startCollapserProcess(
   const child = collapserCommand(["--port", "0", "--metrics-port", "0", "--host", "127.0.0.1", ...args], env)
     .spawn();
   const logs: Record<string, unknown>[] = [];
+  const otherOutput: string[] = [];
   const firstLine = Promise.withResolvers<Record<string, unknown>>();
   const reading = (async () => {
     let buffered = "";
@@ -307,10 +310,12 @@ export async function startCollapserProcess(
           logs.push(JSON.parse(line));
           if (logs.length === 1) firstLine.resolve(logs[0]);
         } catch {
+          otherOutput.push(line);
           firstLine.reject(new Error(`not a JSON log line: ${line}`));
         }
       }
     }
+    if (buffered) otherOutput.push(buffered);
     firstLine.reject(new Error(`collapser exited before logging: ${buffered}`));
   })();
   const startup = await firstLine.promise;
@@ -332,6 +337,7 @@ export async function startCollapserProcess(
     port: properties.port,
     metricsPort: properties.metricsPort,
     logs,
+    otherOutput,
     stop,
     async [Symbol.asyncDispose]() {
       await stop();
