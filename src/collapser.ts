@@ -223,7 +223,13 @@ export class Collapser<E> {
     const flight = new Flight<E>(this, key);
     this.#inflight.set(key, flight);
     const membership = flight._add(subscriber);
-    start(flight);
+    try {
+      start(flight);
+    } catch (err) {
+      // A producer that cannot start must not stay in flight for followers to wait on forever.
+      flight.finish({ cache: false });
+      throw err;
+    }
     return { role: "leader", leave: membership.leave };
   }
 

@@ -260,11 +260,11 @@ export class Proxy {
    * `traceparent`). `ended` counts it out and ends the span; it is idempotent.
    */
   #backendCallStarted(method: string, headers: http2.IncomingHttpHeaders, role: "leader" | "passthrough") {
+    const metadata = requestMetadata(headers);
     const startedAt = performance.now();
     this.#stats.backendCalls++;
     this.#stats.backendInflight++;
     const span = startBackendSpan(method, headers, { role });
-    const metadata = requestMetadata(headers);
     if (span) metadata.set("traceparent", span.traceparent);
     let running = true;
     const ended = (code: StatusCode, details = "") => {
@@ -309,6 +309,13 @@ export class Proxy {
         // stream lives as long as its callers do.
         flight.unshare();
         clearTimeout(timer);
+        if (flight.subscribers === 0) {
+          // Everyone left while it was still shared: nobody can join a stream, so nobody will read it.
+          done(Status.CANCELLED, "no callers left");
+          call.cancel();
+          flight.finish({ cache: false });
+          return;
+        }
       }
       flight.emit(event);
       if (event.type === "status") {
@@ -487,14 +494,19 @@ class DownstreamCall {
     // Only a cache hit is answered inside join(); a leader's or follower's status comes later, after the
     // role below is recorded.
     this.#outcome = "cache";
-    const membership = this.#proxy.collapser.join(key, {
-      event: (event) => this.#send(event),
-      end: () => {
-        if (this.#mode !== "done") {
-          this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
-        }
-      },
-    }, (flight) => this.#proxy._lead(flight, this.#method, message, this.#headers));
+    let membership: Membership;
+    try {
+      membership = this.#proxy.collapser.join(key, {
+        event: (event) => this.#send(event),
+        end: () => {
+          if (this.#mode !== "done") {
+            this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
+          }
+        },
+      }, (flight) => this.#proxy._lead(flight, this.#method, message, this.#headers));
+    } catch (err) {
+      return this.#fail(err);
+    }
     this.#outcome = membership.role;
     if (this.#done) return;
     this.#membership = membership;
@@ -509,7 +521,11 @@ class DownstreamCall {
     if (this.#mode !== "reading") return;
     this.#mode = "pass";
     this.#outcome = "passthrough";
-    this.#upstream = this.#proxy._pass(this.#method, this.#headers, deadline, (event) => this.#send(event));
+    try {
+      this.#upstream = this.#proxy._pass(this.#method, this.#headers, deadline, (event) => this.#send(event));
+    } catch (err) {
+      return this.#fail(err);
+    }
     for (const message of this.#buffered) this.#write(message);
     this.#buffered = [];
     if (this.#ended) this.#upstream.end();
@@ -638,6 +654,7 @@ function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** A key header's value; repeated values are joined with a newline, which no header value contains. */
 function joined(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(", ") : value;
+  return Array.isArray(value) ? value.join("\n") : value;
 }

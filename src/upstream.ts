@@ -68,9 +68,15 @@ export function requestMetadata(headers: IncomingHttpHeaders): grpc.Metadata {
     const value = headers[key];
     if (value === undefined) continue;
     for (const item of Array.isArray(value) ? value : [value]) {
-      if (key.endsWith("-bin")) {
-        for (const part of item.split(",")) metadata.add(key, Buffer.from(part.trim(), "base64"));
-      } else metadata.add(key, item);
+      try {
+        if (key.endsWith("-bin")) {
+          for (const part of item.split(",")) metadata.add(key, Buffer.from(part.trim(), "base64"));
+        } else metadata.add(key, item);
+      } catch {
+        // grpc-js refuses keys outside [0-9a-z_.-] and values outside printable ASCII, both legal in
+        // HTTP/2. Drop the entry, as grpc-js's own server does, rather than throw out of an http2 callback.
+        // (The collapse key is built from the raw headers, so callers still differ by such a value.)
+      }
     }
   }
   return metadata;

@@ -206,3 +206,16 @@ Deno.test("new Collapser() rejects a negative or non-finite TTL", () => {
     assert.throws(() => new Collapser({ ttlMs }), RangeError);
   }
 });
+
+Deno.test("Collapser.join() finishes the flight of a producer that throws on start, so nobody waits on it", () => {
+  const collapser = new Collapser<string>();
+  assert.throws(() =>
+    collapser.join("k", recorder(), () => {
+      throw new Error("cannot start");
+    }), /cannot start/);
+  assert.equal(collapser.stats().inflight, 0);
+  assert.equal(collapser.stats().waiting, 0);
+  let started = 0;
+  assert.equal(collapser.join("k", recorder(), () => started++).role, "leader");
+  assert.equal(started, 1);
+});
