@@ -389,6 +389,8 @@ class DownstreamCall {
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #membership: Membership | undefined;
   #key: string | undefined;
+  #requestPaused = false;
+  #responsePaused = false;
   #origin: SpanContext | undefined;
   #upstream: UpstreamStream | undefined;
 
@@ -534,9 +536,13 @@ class DownstreamCall {
   /** Sends one message to the backend, pausing the client while the backend is slow to take it. */
   #write(message: Uint8Array): void {
     const upstream = this.#upstream!;
-    if (!upstream.write(message)) {
+    if (!upstream.write(message) && !this.#requestPaused) {
+      this.#requestPaused = true;
       this.#stream.pause();
-      upstream.onDrain(() => this.#stream.resume());
+      upstream.onDrain(() => {
+        this.#requestPaused = false;
+        this.#stream.resume();
+      });
     }
   }
 
@@ -557,7 +563,19 @@ class DownstreamCall {
         return;
       case "message":
         if (!this.#headersSent) this.#send({ type: "headers", headers: {} });
-        stream.write(event.frame);
+        if (!stream.write(event.frame) && this.#mode === "pass" && !this.#responsePaused) {
+          // A slow client: stop reading from the backend until this stream drains. grpc-js then pauses its
+          // HTTP/2 stream; on Deno 2.8.3 that does not hold the backend back (the runtime keeps granting
+          // flow-control window and buffers below JS: measured, a paused client let the backend finish a
+          // 12.8 MB stream), so this only keeps the buffering out of the JS heap. See README "Limits".
+          // (A shared call cannot wait for one slow caller; its answer is bounded by the cache limits.)
+          this.#responsePaused = true;
+          this.#upstream!.pause();
+          stream.once("drain", () => {
+            this.#responsePaused = false;
+            this.#upstream?.resume();
+          });
+        }
         return;
       case "status":
         // The flight delivering this status is finishing; leaving it now would look like an early exit.

@@ -111,6 +111,10 @@ export interface UpstreamStream extends UpstreamCall {
   end(): void;
   /** Called once when writing may go on after `write` returned false. */
   onDrain(listener: () => void): void;
+  /** Stops reading responses (HTTP/2 flow control then holds the backend back) until `resume`. */
+  pause(): void;
+  /** Reads responses again after `pause`. */
+  resume(): void;
 }
 
 /** Options for {@linkcode Upstream}. */
@@ -174,6 +178,8 @@ export class Upstream {
       write: (message: Uint8Array) => call.write(toBuffer(message)),
       end: () => call.end(),
       onDrain: (listener: () => void) => call.once("drain", listener),
+      pause: () => call.pause(),
+      resume: () => call.resume(),
     } satisfies UpstreamStream;
   }
 
