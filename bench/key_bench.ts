@@ -1,0 +1,62 @@
+/**
+ * SHA-256 for the collapse key: Web Crypto (`crypto.subtle.digest`, asynchronous) vs `node:crypto`
+ * (`createHash`, synchronous) vs the project's {@linkcode collapseKey} (`node:crypto` over the length-prefixed
+ * method, key headers and message, as hex), on request messages of 100 B, 4 KiB and 1 MiB.
+ *
+ * The two primitives return raw digests; `collapseKey` adds its prefixes and the hex encoding.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { collapseKey, DEFAULT_KEY_HEADERS } from "../src/key.ts";
+
+const METHOD = "/inventory.v1.InventoryService/GetItem";
+const KEY_VALUES: readonly (string | undefined)[] = DEFAULT_KEY_HEADERS.map(() =>
+  "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJlLWJ5dGVz"
+);
+
+/** Fills `bytes` with random data; getRandomValues takes at most 64 KiB at a time. */
+function randomBytes(bytes: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(bytes);
+  for (let offset = 0; offset < bytes; offset += 65_536) {
+    crypto.getRandomValues(out.subarray(offset, offset + 65_536));
+  }
+  return out;
+}
+
+const SIZES: readonly [label: string, bytes: number][] = [
+  ["100 B", 100],
+  ["4 KiB", 4 * 1024],
+  ["1 MiB", 1024 * 1024],
+];
+
+for (const [label, bytes] of SIZES) {
+  const payload = randomBytes(bytes);
+  const group = `sha256 ${label}`;
+
+  Deno.bench({
+    name: `node:crypto createHash("sha256") ${label}`,
+    group,
+    baseline: true,
+    fn() {
+      createHash("sha256").update(payload).digest();
+    },
+  });
+
+  Deno.bench({
+    name: `crypto.subtle.digest("SHA-256") ${label}`,
+    group,
+    async fn() {
+      await crypto.subtle.digest("SHA-256", payload);
+    },
+  });
+
+  Deno.bench({
+    name: `collapseKey ${label}`,
+    group,
+    fn() {
+      collapseKey(METHOD, KEY_VALUES, payload);
+    },
+  });
+}
