@@ -90,14 +90,19 @@ export async function startTestBackend(handlers: TestHandlers = {}): Promise<Tes
       call.on("end", () => call.end());
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
+  const port = await listenLoopback(server);
+  return { port, address: `127.0.0.1:${port}`, calls, metadata, close: () => server.forceShutdown() };
+}
+
+/** Binds a grpc-js server to a free loopback port (plaintext) and resolves with the port. */
+export function listenLoopback(server: grpc.Server): Promise<number> {
+  return new Promise((resolve, reject) =>
     server.bindAsync(
       "127.0.0.1:0",
       grpc.ServerCredentials.createInsecure(),
       (err, p) => err ? reject(err) : resolve(p),
     )
   );
-  return { port, address: `127.0.0.1:${port}`, calls, metadata, close: () => server.forceShutdown() };
 }
 
 /** A backend, the proxy in front of it and a client of the proxy; dispose closes all three. */

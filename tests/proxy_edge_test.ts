@@ -13,6 +13,7 @@ import {
   frame,
   gate,
   identity,
+  listenLoopback,
   metadata,
   newClient,
   parse,
@@ -48,13 +49,7 @@ async function startBidiBackend() {
       call.on("end", () => call.end());
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (err, p) => err ? reject(err) : resolve(p),
-    )
-  );
+  const port = await listenLoopback(server);
   return { port, state, close: () => server.forceShutdown() };
 }
 
