@@ -4,12 +4,17 @@
  *
  * Service `demo.Demo`:
  * - `Get` (unary): `{"key": "..."}` → `{"key", "value", "call"}` after the delay
- * - `Stats` (unary): `{}` → `{"calls": N}` (calls to Get so far)
+ * - `Stats` (unary): `{}` → `{"calls": N, "active", "queued", "peakActive"}` (calls to Get so far; Gets
+ *   being served now, waiting for a slot now, and most ever served at once)
  * - `Watch` (server streaming): `{"key", "count"}` → `count` messages
  * - `Upload` (client streaming): many `{"key"}` → `{"received": N}`
  * - `Chat` (bidi streaming): echoes each message as it comes
  *
- * Run it: `deno run -A examples/backend.ts --port 50051 --delay 50ms`
+ * With `maxConcurrent` it behaves like a database-bound service: at most N Gets are served at once, later
+ * ones wait in arrival order for a free slot (their delay starts when they get one).
+ *
+ * Run it: `deno run -A examples/backend.ts --port 50051 --delay 50ms [--max-concurrent 16]`
+ * (`--port 0` picks a free port; the line it prints names it).
  *
  * @module
  */
@@ -27,6 +32,8 @@ export interface BackendOptions {
   host?: string;
   /** Time each Get takes, in ms. @default {0} */
   delayMs?: number;
+  /** Most Get calls served at once; later ones queue (FIFO) until one finishes. @default {Infinity} */
+  maxConcurrent?: number;
 }
 
 /** A running example backend. */
@@ -42,6 +49,7 @@ export interface Backend {
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
 const parse = (bytes: Buffer): Record<string, unknown> => JSON.parse(bytes.toString() || "{}");
 const identity = (b: Buffer): Buffer => b;
+const noop = (): void => {};
 
 function method(path: string, requestStream: boolean, responseStream: boolean) {
   return {
@@ -66,19 +74,54 @@ export const DEMO_SERVICE = {
 
 /** Starts the example backend; resolves once it listens. */
 export async function startBackend(options: BackendOptions = {}): Promise<Backend> {
-  const { port = 0, host = "127.0.0.1", delayMs = 0 } = options;
+  const { port = 0, host = "127.0.0.1", delayMs = 0, maxConcurrent = Infinity } = options;
+  if (maxConcurrent !== Infinity && !(Number.isInteger(maxConcurrent) && maxConcurrent >= 1)) {
+    throw new RangeError(
+      `Cannot start backend: maxConcurrent must be a positive integer or Infinity: received ${maxConcurrent}`,
+    );
+  }
   let calls = 0;
+  // The concurrency limit: `active` Gets hold a slot; the rest wait in `queue`, oldest at `queueHead`.
+  let active = 0;
+  let peakActive = 0;
+  const queue: (() => void)[] = [];
+  let queueHead = 0;
+  const acquire = (start: () => void) => {
+    if (active < maxConcurrent) {
+      peakActive = Math.max(peakActive, ++active);
+      start();
+    } else queue.push(start);
+  };
+  const release = () => {
+    if (queueHead < queue.length) {
+      const next = queue[queueHead];
+      queue[queueHead++] = noop;
+      if (queueHead === queue.length) queue.length = queueHead = 0;
+      next();
+    } else active--;
+  };
   const server = new grpc.Server();
   server.addService(DEMO_SERVICE, {
     Get(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
       const n = ++calls;
       const { key } = parse(call.request);
       const reply = () => callback(null, json({ key, value: `value of ${key}`, call: n }));
-      if (delayMs > 0) setTimeout(reply, delayMs);
-      else reply();
+      if (maxConcurrent === Infinity) {
+        if (delayMs > 0) setTimeout(reply, delayMs);
+        else reply();
+        return;
+      }
+      acquire(() => {
+        const finish = () => {
+          release();
+          reply();
+        };
+        if (delayMs > 0) setTimeout(finish, delayMs);
+        else finish();
+      });
     },
     Stats(_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
-      callback(null, json({ calls }));
+      callback(null, json({ calls, active, queued: queue.length - queueHead, peakActive }));
     },
     Watch(call: grpc.ServerWritableStream<Buffer, Buffer>) {
       const { key, count = 3 } = parse(call.request);
@@ -107,8 +150,26 @@ export async function startBackend(options: BackendOptions = {}): Promise<Backen
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { port: { type: "string", default: "50051" }, delay: { type: "string", default: "0" } },
+    options: {
+      port: { type: "string", default: "50051" },
+      delay: { type: "string", default: "0" },
+      "max-concurrent": { type: "string" },
+    },
   });
-  const backend = await startBackend({ port: Number(values.port), delayMs: parseDuration(values.delay!) });
-  console.log(`example backend listening on 127.0.0.1:${backend.port} (delay ${values.delay})`);
+  const limit = values["max-concurrent"];
+  if (limit !== undefined && !/^[1-9]\d*$/.test(limit)) {
+    console.error(
+      `example backend: --max-concurrent must be a positive integer: received ${JSON.stringify(limit)}`,
+    );
+    Deno.exit(1);
+  }
+  const backend = await startBackend({
+    port: Number(values.port),
+    delayMs: parseDuration(values.delay!),
+    maxConcurrent: limit === undefined ? undefined : Number(limit),
+  });
+  console.log(
+    `example backend listening on 127.0.0.1:${backend.port} (delay ${values.delay}` +
+      (limit === undefined ? ")" : `, at most ${limit} Gets at once)`),
+  );
 }
