@@ -550,6 +550,7 @@ class DownstreamCall {
     if (this.#mode === "done") return;
     const stream = this.#stream;
     if (stream.destroyed || stream.closed) return;
+    corkTurn(stream.session);
     switch (event.type) {
       case "origin":
         this.#origin = event.spanContext;
@@ -598,6 +599,7 @@ class DownstreamCall {
     if (wasPass && status.code !== Status.OK) this.#upstream?.cancel();
     const stream = this.#stream;
     if (send && !stream.destroyed && !stream.closed) {
+      corkTurn(stream.session);
       const trailers = extraTrailers ? { ...status.trailers, ...extraTrailers } : status.trailers;
       if (this.#headersSent) {
         this.#trailers = trailers;
@@ -670,6 +672,37 @@ export function healthCheckService(message: Uint8Array): string | undefined {
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+const corkedSessions = new WeakSet<http2.Http2Session>();
+
+/**
+ * Gathers the writes this turn of the event loop makes to `session` into one socket write. Deno 2.8.3's
+ * node:http2 writes `respond()` to the socket at once, the DATA a tick later and the trailers from a
+ * `setImmediate`: three syscalls per response, which took half the proxy's CPU in the cache-hit profile.
+ * Corked until two `setImmediate` hops have passed, they leave together. Measured with bench/load.ts: cache
+ * hits went from 0.54x to 1.08x of a bare node:http2 echo server.
+ */
+function corkTurn(session: http2.Http2Session | undefined): void {
+  if (session === undefined || corkedSessions.has(session)) return;
+  let socket;
+  try {
+    socket = session.socket;
+    socket.cork();
+  } catch {
+    return; // the session is gone
+  }
+  corkedSessions.add(session);
+  setImmediate(() =>
+    setImmediate(() => {
+      corkedSessions.delete(session);
+      try {
+        socket.uncork();
+      } catch {
+        // the session is gone
+      }
+    })
+  );
 }
 
 /** A key header's value; repeated values are joined with a newline, which no header value contains. */

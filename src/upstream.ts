@@ -140,7 +140,9 @@ export class Upstream {
       "grpc.max_send_message_length": -1,
       "grpc.keepalive_time_ms": 30_000,
       "grpc.keepalive_timeout_ms": 10_000,
+      // The proxy does not retry for the caller, and channelz bookkeeping costs per call (bench/load.ts).
       "grpc.enable_retries": 0,
+      "grpc.enable_channelz": 0,
       ...options.channelOptions,
     });
   }
