@@ -21,6 +21,9 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 /** Default TTL of cached answers: 100 ms. */
 export const DEFAULT_CACHE_DURATION_MS = 100;
 
+/** Longest delay a timer can wait (setTimeout fires at once past 2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The proxy's effective configuration. */
 export interface Config {
   /** Backend target, `host:port` (any grpc-js target works, e.g. `dns:///svc:50051`). */
@@ -141,6 +144,9 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       throw new ConfigError(`${found.source}: ${(err as Error).message}`);
     }
     if (!allowZero && ms <= 0) throw new ConfigError(`${found.source}: must be greater than 0`);
+    if (ms > MAX_TIMER_MS) {
+      throw new ConfigError(`${found.source}: ${JSON.stringify(found.value)} is too long (at most 596h)`);
+    }
     return ms;
   };
 

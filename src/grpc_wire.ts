@@ -133,6 +133,12 @@ export class FrameDecoder {
       }
     } catch (err) {
       if (err instanceof GrpcWireError) throw err;
+      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+        throw new GrpcWireError(
+          Status.RESOURCE_EXHAUSTED,
+          `Received message larger than max after decompression (> ${this.#maxMessageBytes})`,
+        );
+      }
       throw new GrpcWireError(Status.INTERNAL, `Cannot decompress message: ${(err as Error).message}`, {
         cause: err,
       });

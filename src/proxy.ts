@@ -288,20 +288,11 @@ export class Proxy {
     let messages = 0;
     const { metadata, span, ended } = this.#backendCallStarted(method, headers, "leader");
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const done = (code: StatusCode, details?: string) => {
       clearTimeout(timer);
       ended(code, details);
     };
-    const timer = setTimeout(() => {
-      done(Status.DEADLINE_EXCEEDED, "backend timeout");
-      call.cancel();
-      const timeout = formatDuration(timeoutMs);
-      log.warn("backend call {method} exceeded the backend timeout ({timeout})", { method, timeout });
-      flight.emit(
-        statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${timeout})`),
-      );
-      flight.finish({ cache: false });
-    }, timeoutMs);
     const sink = (event: ResponseEvent) => {
       if (event.type === "message" && ++messages === 2) {
         // A second response message: this is a stream. Stop sharing it (nobody new joins, nothing is
@@ -331,7 +322,25 @@ export class Proxy {
       }
     };
     const start = () => this.#upstream.call(method, message, metadata, sink);
-    const call: UpstreamCall = span ? span.run(start) : start();
+    let call: UpstreamCall;
+    try {
+      call = span ? span.run(start) : start();
+    } catch (err) {
+      ended(Status.INTERNAL, String(err));
+      throw err;
+    }
+    if (!flight.done) {
+      timer = setTimeout(() => {
+        done(Status.DEADLINE_EXCEEDED, "backend timeout");
+        call.cancel();
+        const timeout = formatDuration(timeoutMs);
+        log.warn("backend call {method} exceeded the backend timeout ({timeout})", { method, timeout });
+        flight.emit(
+          statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${timeout})`),
+        );
+        flight.finish({ cache: false });
+      }, timeoutMs);
+    }
     flight.onIdle = () => {
       // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
       // that nobody can join again has no reason to run.
@@ -429,10 +438,14 @@ class DownstreamCall {
     if (this.#method === "") return this.#finish(statusEvent(Status.UNIMPLEMENTED, "missing :path"));
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     if (timeoutMs !== undefined) {
-      this.#deadlineTimer = setTimeout(() => {
-        this.#deadlineTimer = undefined;
-        this.#finish(statusEvent(Status.DEADLINE_EXCEEDED, "deadline exceeded"));
-      }, timeoutMs);
+      if (timeoutMs <= MAX_TIMER_MS) {
+        // Longer (grpc-timeout allows up to 99999999H) cannot be a timer: setTimeout would fire at once.
+        // Such a deadline is far beyond any call; the backend still gets it for passthrough calls.
+        this.#deadlineTimer = setTimeout(() => {
+          this.#deadlineTimer = undefined;
+          this.#finish(statusEvent(Status.DEADLINE_EXCEEDED, "deadline exceeded"));
+        }, timeoutMs);
+      }
     }
     const decoder = new FrameDecoder({ encoding, maxMessageBytes: this.#proxy._options().maxMessageBytes });
     stream.on("data", (chunk: Uint8Array) => {
@@ -669,6 +682,9 @@ export function healthCheckService(message: Uint8Array): string | undefined {
   }
   return service;
 }
+
+/** Largest delay setTimeout honours; a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;

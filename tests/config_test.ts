@@ -76,6 +76,12 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
     [["--backend", "b", "--key-headers", "bad header"], {}, /invalid metadata key "bad header"/],
     [["--backend", "b", "--max-message-size", "0"], {}, /--max-message-size: invalid size/],
     [["--bogus"], {}, /Unknown option '--bogus'/],
+    [
+      ["--backend", "b", "--backend-timeout", "1000h"],
+      {},
+      /--backend-timeout: "1000h" is too long \(at most 596h\)/,
+    ],
+    [["--backend", "b"], { SHUTDOWN_TIMEOUT: "1000h" }, /SHUTDOWN_TIMEOUT: "1000h" is too long/],
     [["--backend", "b", "extra"], {}, /positional argument/],
   ];
   for (const [args, env, message] of cases) {

@@ -7,6 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { gzipSync } from "node:zlib";
 import { Proxy } from "../src/proxy.ts";
 import {
   bytes,
@@ -19,6 +20,7 @@ import {
   parse,
   rawCall,
   startStack,
+  startTestBackend,
   TEST_SERVICE,
   unary,
   until,
@@ -276,4 +278,46 @@ Deno.test({
     await until(() => outcomes.length === 2, "two reports");
     assert.deepEqual(outcomes, ["leader", "cache"]);
   },
+});
+
+// setTimeout fires after 1 ms for a delay over 2^31 - 1 ms: a far-future deadline must not end a call at once.
+Deno.test("Proxy: a deadline 30 days out, or grpc-timeout 99999999S, does not end the call at once", async () => {
+  await using stack = await startStack();
+  const result = await unary(stack.client, UNARY, { q: 1 }, { deadline: Date.now() + 30 * 86_400_000 });
+  assert.equal(result.status.code, grpc.status.OK);
+  const raw = await rawCall(stack.proxy.port, UNARY, frame({ q: 2 }), { "grpc-timeout": "99999999S" });
+  assert.equal(raw.grpcStatus, grpc.status.OK);
+});
+
+// A backend call that throws on start must not leave a timer armed (it threw a ReferenceError later, which
+// ended the process) nor count a backend call in flight. Deno's sanitizer fails this test if a timer is left.
+Deno.test("Proxy: a backend call that cannot start gets INTERNAL, leaves nothing counted and no timer", async () => {
+  const backend = await startTestBackend();
+  const proxy = await Proxy.start({
+    backend: backend.address,
+    host: "127.0.0.1",
+    port: 0,
+    backendTimeoutMs: 100,
+  });
+  try {
+    proxy.upstream.close(); // grpc-js now throws "Channel has been shut down" when a call starts
+    const result = await rawCall(proxy.port, UNARY, frame({ q: 1 }));
+    assert.equal(result.grpcStatus, grpc.status.INTERNAL);
+    assert.equal(proxy.stats().backendInflight, 0);
+    assert.equal(proxy.collapser.stats().inflight, 0);
+  } finally {
+    await proxy.close();
+    backend.close();
+  }
+});
+
+Deno.test("Proxy: a compressed message over the limit once inflated is RESOURCE_EXHAUSTED", async () => {
+  await using stack = await startStack({ proxy: { maxMessageBytes: 1024 } });
+  const compressed = gzipSync(Buffer.alloc(4096, 0x61));
+  const body = Buffer.alloc(5 + compressed.length);
+  body[0] = 1;
+  body.writeUInt32BE(compressed.length, 1);
+  compressed.copy(body, 5);
+  const result = await rawCall(stack.proxy.port, UNARY, body, { "grpc-encoding": "gzip" });
+  assert.equal(result.grpcStatus, grpc.status.RESOURCE_EXHAUSTED);
 });
