@@ -165,6 +165,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadRun> {
   const stopAt = counted ? Infinity : measureFrom + durationMs;
   let stopping = false;
   const allDone = Promise.withResolvers<void>();
+  /** Counted mode: resolved when the last request has been sent (the drain timeout counts from there). */
+  const allSent = Promise.withResolvers<void>();
 
   const fail = (cause: string, measured: boolean) => {
     if (!measured) return;
@@ -178,7 +180,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadRun> {
     const sentAt = performance.now();
     if (Number.isNaN(firstSentAt)) firstSentAt = sentAt;
     lastSentAt = sentAt;
-    sent++;
+    if (++sent === requests) allSent.resolve();
     maxInflight = Math.max(maxInflight, ++inflight);
     let status: string | undefined;
     const chunks: Buffer[] = [];
@@ -272,7 +274,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadRun> {
     const arm = () => {
       drainTimer = setTimeout(resolve, drainTimeoutMs);
     };
-    if (counted) arm();
+    if (counted) allSent.promise.then(arm);
     else setTimeout(arm, Math.max(0, stopAt - performance.now()));
   });
   await Promise.race([allDone.promise, drained]);
