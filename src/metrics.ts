@@ -34,8 +34,21 @@ export interface MetricsSource {
 }
 
 /**
- * Bounds the method label: a method becomes a label value once the backend answered it with something other
- * than UNIMPLEMENTED, up to `limit` methods. A client spraying random method names cannot grow the series.
+ * Statuses a backend call can end with although the backend never recognised the method: it does not
+ * implement it, or it was not reached, or the call ended before it answered.
+ */
+const NOT_PROOF_OF_A_METHOD: ReadonlySet<StatusCode> = new Set([
+  Status.UNIMPLEMENTED,
+  Status.UNAVAILABLE,
+  Status.CANCELLED,
+  Status.DEADLINE_EXCEEDED,
+]);
+
+/**
+ * Bounds the method label: a method becomes a label value once a backend call to it has ended with a status
+ * that shows the backend serves it (not UNIMPLEMENTED, UNAVAILABLE, CANCELLED or DEADLINE_EXCEEDED), up to
+ * `limit` methods. Until then its calls count under `_unknown`; past the limit, under `_other`. A client
+ * spraying random method names cannot grow the series, nor take the slots of real methods.
  */
 export class MethodLabels {
   readonly #known = new Set<string>();
@@ -44,13 +57,16 @@ export class MethodLabels {
     this.#limit = limit;
   }
 
-  /** The label value for a call to `method` that ended with `code`. */
-  label(method: string, code: StatusCode, outcome?: Outcome): string {
-    if (this.#known.has(method)) return method;
-    if (outcome === "rejected" || code === Status.UNIMPLEMENTED || method === "") return UNKNOWN_METHOD;
-    if (this.#known.size >= this.#limit) return OTHER_METHOD;
+  /** Records that a backend call to `method` ended with `code`. */
+  learn(method: string, code: StatusCode): void {
+    if (NOT_PROOF_OF_A_METHOD.has(code) || this.#known.size >= this.#limit || method === "") return;
     this.#known.add(method);
-    return method;
+  }
+
+  /** The label value for `method`. */
+  label(method: string): string {
+    if (this.#known.has(method)) return method;
+    return this.#known.size >= this.#limit ? OTHER_METHOD : UNKNOWN_METHOD;
   }
 }
 
@@ -186,14 +202,15 @@ export class Metrics implements ProxyObserver {
 
   /** @inheritdoc */
   call(info: { method: string; outcome: Outcome; code: StatusCode; durationMs: number }): void {
-    const method = this.#methods.label(info.method, info.code, info.outcome);
+    const method = this.#methods.label(info.method);
     this.#requests.inc({ method, outcome: info.outcome, code: statusName(info.code) });
     this.#requestDuration.observe({ outcome: info.outcome }, info.durationMs / 1000);
   }
 
   /** @inheritdoc */
   backendCall(info: { method: string; code: StatusCode; durationMs: number }): void {
-    const method = this.#methods.label(info.method, info.code);
+    this.#methods.learn(info.method, info.code);
+    const method = this.#methods.label(info.method);
     this.#backendCalls.inc({ method, code: statusName(info.code) });
     this.#backendLatency.observe({ method }, info.durationMs / 1000);
   }

@@ -308,9 +308,10 @@ export class Proxy {
           return;
         }
       }
+      // The backend call is counted out before its callers are answered, so their metrics see its method.
+      if (event.type === "status") done(event.code, event.details);
       flight.emit(event);
       if (event.type === "status") {
-        done(event.code, event.details);
         if (event.code !== Status.OK) {
           log.warn("backend call {method} failed: {code} {details}", {
             method,

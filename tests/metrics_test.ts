@@ -89,14 +89,22 @@ Deno.test("Metrics count calls by outcome and status, backend calls, cache and g
   });
 });
 
-Deno.test("MethodLabels bounds the method label's values", () => {
+Deno.test("MethodLabels labels only methods the backend has shown it serves, up to the limit", () => {
   const labels = new MethodLabels(2);
-  assert.equal(labels.label("/a/A", Status.OK), "/a/A");
-  assert.equal(labels.label("/spray/1", Status.UNIMPLEMENTED), "_unknown");
-  assert.equal(labels.label("/b/B", Status.NOT_FOUND), "/b/B");
-  assert.equal(labels.label("/c/C", Status.OK), "_other");
-  assert.equal(labels.label("/a/A", Status.UNIMPLEMENTED), "/a/A", "a known method keeps its label");
-  assert.equal(labels.label("/d/D", Status.OK, "rejected"), "_unknown");
+  assert.equal(labels.label("/a/A"), "_unknown", "not yet answered");
+  labels.learn("/a/A", Status.OK);
+  assert.equal(labels.label("/a/A"), "/a/A");
+  // Statuses that do not show the backend serves the method take no slot.
+  for (const code of [Status.UNIMPLEMENTED, Status.UNAVAILABLE, Status.CANCELLED, Status.DEADLINE_EXCEEDED]) {
+    labels.learn("/spray/1", code);
+  }
+  assert.equal(labels.label("/spray/1"), "_unknown");
+  labels.learn("/b/B", Status.NOT_FOUND); // an application error is an answer
+  assert.equal(labels.label("/b/B"), "/b/B");
+  labels.learn("/c/C", Status.OK);
+  assert.equal(labels.label("/c/C"), "_other", "past the limit");
+  assert.equal(labels.label("/spray/2"), "_other");
+  assert.equal(labels.label("/a/A"), "/a/A", "a known method keeps its label");
 });
 
 Deno.test("promtool check metrics reports nothing on the collapser_ families", async (t) => {
