@@ -3,11 +3,13 @@ import assert from "node:assert/strict";
 import {
   admin,
   bytes,
+  frame,
   gate,
   identity,
   newClient,
   parse,
   startCollapserProcess,
+  startStack,
   startTestBackend,
   unary,
   until,
@@ -116,6 +118,7 @@ Deno.test("collapser drains every in-flight call on SIGTERM, refuses new ones, a
     await until(async () => (await admin(proc.metricsPort, "/ready")).status === 503, "/ready to turn 503");
     assert.match((await admin(proc.metricsPort, "/ready")).body, /draining/);
 
+    // A new connection finds the listener closed.
     const late = newClient(proc.port);
     const refused = await unary(late, UNARY, { key: "late" });
     late.close();
@@ -140,6 +143,7 @@ Deno.test("collapser drains every in-flight call on SIGTERM, refuses new ones, a
     assert.ok(proc.logs.some((l) => l.message === "drained; exiting"), "logged a clean drain");
     assert.equal(backend.calls.Unary, 6);
   } finally {
+    release.open(); // on a failure above, do not leave the proxy draining held calls for 30 s
     client.close();
     await proc.stop();
     backend.close();
@@ -171,5 +175,50 @@ Deno.test("collapser gives up draining after --shutdown-timeout and still exits 
     client.close();
     never.open();
     backend.close();
+  }
+});
+
+Deno.test("Proxy.drain() refuses a call that arrives on an already-open connection and finishes the one in flight", async () => {
+  const release = gate();
+  await using stack = await startStack({
+    handlers: {
+      Unary(_call, callback) {
+        release.promise.then(() => callback(null, bytes({ done: true })));
+      },
+    },
+  });
+  const http2 = await import("node:http2");
+  const session = http2.connect(`http://127.0.0.1:${stack.proxy.port}`);
+  session.on("error", () => {});
+  await new Promise((resolve) => session.once("connect", resolve));
+  try {
+    const held = unary(stack.client, "/test.Test/Unary", { q: "held" });
+    await until(() => stack.proxy.collapser.stats().waiting === 1, "a call in flight");
+    const drained = stack.proxy.drain(10_000);
+    // Sent on the open session after the drain began: the GOAWAY refuses it at the HTTP/2 level
+    // (REFUSED_STREAM, which gRPC clients report as UNAVAILABLE and may retry elsewhere); one that slipped
+    // past the GOAWAY would get grpc-status 14 from the proxy. Either way it never reaches the backend.
+    const late = await new Promise<string>((resolve) => {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/test.Test/Unary",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      let status: unknown;
+      stream.on("response", (h) => status = h["grpc-status"]);
+      stream.on("trailers", (t) => status = t["grpc-status"]);
+      stream.on("error", (err: Error) => resolve(err.message));
+      stream.on("close", () => resolve(`grpc-status ${status}`));
+      stream.end(frame({ q: "late" }));
+    });
+    assert.match(late, /REFUSED_STREAM|grpc-status 14/);
+    release.open();
+    assert.equal((await held).status.code, grpc.status.OK);
+    assert.equal(await drained, true);
+    assert.equal(stack.backend.calls.Unary, 1, "the refused call never reached the backend");
+  } finally {
+    release.open();
+    session.destroy();
   }
 });
