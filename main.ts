@@ -60,7 +60,18 @@ export async function main(args: string[]): Promise<number> {
   });
 
   const signal = Promise.withResolvers<string>();
-  for (const name of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(name, () => signal.resolve(name));
+  let signals = 0;
+  for (const name of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(name, () => {
+      // The first signal drains; a second one (an impatient Ctrl-C) stops at once.
+      if (++signals === 1) return signal.resolve(name);
+      log.warn("{signal} again: exiting without waiting for {active} calls", {
+        signal: name,
+        active: proxy?.stats().activeCalls,
+      });
+      Deno.exit(1);
+    });
+  }
   const received = await signal.promise;
   const active = proxy.stats().activeCalls;
   log.info("{signal}: draining {active} calls (at most {timeout})", {

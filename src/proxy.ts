@@ -86,6 +86,16 @@ export interface ProxyStats {
   activeCalls: number;
 }
 
+/** Statuses that mean the backend failed (rather than answered no): logged at warn. */
+const BACKEND_FAILURES: ReadonlySet<StatusCode> = new Set([
+  Status.UNKNOWN,
+  Status.DEADLINE_EXCEEDED,
+  Status.RESOURCE_EXHAUSTED,
+  Status.INTERNAL,
+  Status.UNAVAILABLE,
+  Status.DATA_LOSS,
+]);
+
 /** The standard gRPC health check method, answered by the proxy itself for the empty service name. */
 export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";
 
@@ -312,12 +322,19 @@ export class Proxy {
       if (event.type === "status") done(event.code, event.details);
       flight.emit(event);
       if (event.type === "status") {
-        if (event.code !== Status.OK) {
+        if (BACKEND_FAILURES.has(event.code)) {
           log.warn("backend call {method} failed: {code} {details}", {
             method,
             code: event.code,
             details: event.details,
           });
+        } else if (event.code !== Status.OK) {
+          // An application answer (NOT_FOUND, INVALID_ARGUMENT, ...): one line per call would flood at warn.
+          log.debug("backend call {method} answered {code} {details}", () => ({
+            method,
+            code: event.code,
+            details: event.details,
+          }));
         }
         flight.finish({ cache: event.code === Status.OK });
       }

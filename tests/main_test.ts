@@ -1,12 +1,15 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import {
+  bytes,
   collapserCommand,
+  gate,
   newClient,
   parse,
   startCollapserProcess,
   startTestBackend,
   unary,
+  until,
 } from "./_helpers.ts";
 
 Deno.test("collapser exits 1 with one clear line and the usage on bad input", async (t) => {
@@ -49,5 +52,30 @@ Deno.test("collapser proxies calls from the command line, logs JSON, and exits 0
     const status = await proc.stop();
     backend.close();
     assert.equal(status.code, 0);
+  }
+});
+
+Deno.test("collapser exits at once, with status 1, on a second signal during the drain", async () => {
+  const never = gate();
+  const backend = await startTestBackend({
+    Unary(_call, callback) {
+      never.promise.then(() => callback(null, bytes({})));
+    },
+  });
+  const proc = await startCollapserProcess([], { BACKEND_ADDRESS: backend.address });
+  const client = newClient(proc.port);
+  try {
+    const stuck = unary(client, "/test.Test/Unary", { q: "stuck" });
+    await until(() => backend.calls.Unary === 1, "a call in flight");
+    proc.child.kill("SIGTERM");
+    await until(() => proc.logs.some((l) => String(l.message).includes("draining")), "the drain to start");
+    proc.child.kill("SIGINT");
+    const status = await proc.stop();
+    assert.equal(status.code, 1);
+    assert.notEqual((await stuck).status.code, grpc.status.OK);
+  } finally {
+    client.close();
+    never.open();
+    backend.close();
   }
 });
