@@ -289,7 +289,9 @@ export interface CollapserProcess extends AsyncDisposable {
   logs: Record<string, unknown>[];
   /** Standard error lines that were not JSON (a runtime abort, a panic). */
   otherOutput: string[];
-  /** Sends SIGTERM and resolves with the exit status (once). */
+  /** Sends a signal to the process. */
+  signal(name: Deno.Signal): void;
+  /** Sends SIGTERM unless a signal was sent already, and resolves with the exit status (once). */
   stop(): Promise<Deno.CommandStatus>;
 }
 
@@ -326,13 +328,19 @@ export async function startCollapserProcess(
   const startup = await firstLine.promise;
   const properties = startup.properties as Record<string, number>;
   let status: Promise<Deno.CommandStatus> | undefined;
+  let signalled = false;
+  const signal = (name: Deno.Signal) => {
+    signalled = true;
+    try {
+      child.kill(name);
+    } catch {
+      // already exited
+    }
+  };
   const stop = () => {
     if (!status) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already exited
-      }
+      // A second signal would cut a drain short: send one only if the test has not.
+      if (!signalled) signal("SIGTERM");
       status = Promise.all([child.status, reading, child.stdout.cancel()]).then(([s]) => s);
     }
     return status;
@@ -343,6 +351,7 @@ export async function startCollapserProcess(
     metricsPort: properties.metricsPort,
     logs,
     otherOutput,
+    signal,
     stop,
     async [Symbol.asyncDispose]() {
       await stop();

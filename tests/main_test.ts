@@ -67,9 +67,9 @@ Deno.test("collapser exits at once, with status 1, on a second signal during the
   try {
     const stuck = unary(client, "/test.Test/Unary", { q: "stuck" });
     await until(() => backend.calls.Unary === 1, "a call in flight");
-    proc.child.kill("SIGTERM");
+    proc.signal("SIGTERM");
     await until(() => proc.logs.some((l) => String(l.message).includes("draining")), "the drain to start");
-    proc.child.kill("SIGINT");
+    proc.signal("SIGINT");
     const status = await proc.stop();
     assert.equal(status.code, 1);
     assert.notEqual((await stuck).status.code, grpc.status.OK);

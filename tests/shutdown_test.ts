@@ -114,7 +114,7 @@ Deno.test("collapser drains every in-flight call on SIGTERM, refuses new ones, a
       "25 waiting callers",
     );
 
-    proc.child.kill("SIGTERM");
+    proc.signal("SIGTERM");
     await until(async () => (await admin(proc.metricsPort, "/ready")).status === 503, "/ready to turn 503");
     assert.match((await admin(proc.metricsPort, "/ready")).body, /draining/);
 
