@@ -22,6 +22,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
+import { parseFlagsOrExit } from "./_cli.ts";
 import { parseDuration } from "../src/duration.ts";
 
 /** Options for {@linkcode startBackend}. */
@@ -148,24 +149,33 @@ export async function startBackend(options: BackendOptions = {}): Promise<Backen
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      port: { type: "string", default: "50051" },
-      delay: { type: "string", default: "0" },
-      "max-concurrent": { type: "string" },
+  const { values, limit, delayMs } = parseFlagsOrExit(
+    "example backend",
+    "Usage: deno run -A examples/backend.ts [--port N] [--delay DURATION] [--max-concurrent N]",
+    () => {
+      const { values } = parseArgs({
+        args: Deno.args,
+        options: {
+          port: { type: "string", default: "50051" },
+          delay: { type: "string", default: "0" },
+          "max-concurrent": { type: "string" },
+        },
+      });
+      const limit = values["max-concurrent"];
+      if (limit !== undefined && !/^[1-9]\d*$/.test(limit)) {
+        throw new RangeError(
+          `--max-concurrent must be a positive integer: received ${JSON.stringify(limit)}`,
+        );
+      }
+      if (!/^\d+$/.test(values.port!) || Number(values.port) > 65535) {
+        throw new RangeError(`--port must be 0-65535: received ${JSON.stringify(values.port)}`);
+      }
+      return { values, limit, delayMs: parseDuration(values.delay!) };
     },
-  });
-  const limit = values["max-concurrent"];
-  if (limit !== undefined && !/^[1-9]\d*$/.test(limit)) {
-    console.error(
-      `example backend: --max-concurrent must be a positive integer: received ${JSON.stringify(limit)}`,
-    );
-    Deno.exit(1);
-  }
+  );
   const backend = await startBackend({
     port: Number(values.port),
-    delayMs: parseDuration(values.delay!),
+    delayMs,
     maxConcurrent: limit === undefined ? undefined : Number(limit),
   });
   console.log(

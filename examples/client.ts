@@ -10,6 +10,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
+import { parseFlagsOrExit } from "./_cli.ts";
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -90,19 +91,25 @@ export function describe(label: string, r: HerdResult): string {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      target: { type: "string", default: "127.0.0.1:50052" },
-      backend: { type: "string", default: "127.0.0.1:50051" },
-      calls: { type: "string", default: "1000" },
+  const { values, calls } = parseFlagsOrExit(
+    "client",
+    "Usage: deno run -A examples/client.ts [--target HOST:PORT] [--backend HOST:PORT] [--calls N]",
+    () => {
+      const { values } = parseArgs({
+        args: Deno.args,
+        options: {
+          target: { type: "string", default: "127.0.0.1:50052" },
+          backend: { type: "string", default: "127.0.0.1:50051" },
+          calls: { type: "string", default: "1000" },
+        },
+      });
+      const calls = Number(values.calls);
+      if (!Number.isInteger(calls) || calls < 1) {
+        throw new RangeError(`--calls must be a positive integer: received ${values.calls}`);
+      }
+      return { values, calls };
     },
-  });
-  const calls = Number(values.calls);
-  if (!Number.isInteger(calls) || calls < 1) {
-    console.error(`client: --calls must be a positive integer: received ${values.calls}`);
-    Deno.exit(1);
-  }
+  );
   const result = await herd({ target: values.target!, backend: values.backend!, calls });
   console.log(describe(`herd via ${values.target}`, result));
 }

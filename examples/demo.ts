@@ -8,17 +8,27 @@
  */
 
 import { parseArgs } from "node:util";
+import { parseFlagsOrExit } from "./_cli.ts";
 import { parseDuration } from "../src/duration.ts";
 import { Proxy } from "../src/proxy.ts";
 import { startBackend } from "./backend.ts";
 import { describe, herd } from "./client.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { calls: { type: "string", default: "1000" }, delay: { type: "string", default: "50ms" } },
-});
-const calls = Number(values.calls);
-const delayMs = parseDuration(values.delay!);
+const { calls, delayMs, values } = parseFlagsOrExit(
+  "demo",
+  "Usage: deno task demo [--calls N] [--delay DURATION]   (defaults: 1000 calls, 50ms per backend call)",
+  () => {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: { calls: { type: "string", default: "1000" }, delay: { type: "string", default: "50ms" } },
+    });
+    const calls = Number(values.calls);
+    if (!Number.isInteger(calls) || calls < 1) {
+      throw new RangeError(`--calls must be a positive integer: ${values.calls}`);
+    }
+    return { calls, delayMs: parseDuration(values.delay!), values };
+  },
+);
 
 const backend = await startBackend({ delayMs });
 const proxy = await Proxy.start({ backend: `127.0.0.1:${backend.port}`, host: "127.0.0.1", port: 0 });
