@@ -52,7 +52,8 @@ const parse = (bytes: Buffer): Record<string, unknown> => JSON.parse(bytes.toStr
 const identity = (b: Buffer): Buffer => b;
 const noop = (): void => {};
 
-function method(path: string, requestStream: boolean, responseStream: boolean) {
+/** A grpc-js method definition that carries raw bytes both ways (no .proto, no serializer). */
+export function rawMethod(path: string, requestStream: boolean, responseStream: boolean) {
   return {
     path,
     requestStream,
@@ -66,11 +67,11 @@ function method(path: string, requestStream: boolean, responseStream: boolean) {
 
 /** The demo service's definition (usable by clients too). */
 export const DEMO_SERVICE = {
-  Get: method("/demo.Demo/Get", false, false),
-  Stats: method("/demo.Demo/Stats", false, false),
-  Watch: method("/demo.Demo/Watch", false, true),
-  Upload: method("/demo.Demo/Upload", true, false),
-  Chat: method("/demo.Demo/Chat", true, true),
+  Get: rawMethod("/demo.Demo/Get", false, false),
+  Stats: rawMethod("/demo.Demo/Stats", false, false),
+  Watch: rawMethod("/demo.Demo/Watch", false, true),
+  Upload: rawMethod("/demo.Demo/Upload", true, false),
+  Chat: rawMethod("/demo.Demo/Chat", true, true),
 } satisfies grpc.ServiceDefinition;
 
 /** Starts the example backend; resolves once it listens. */

@@ -5,30 +5,19 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
+import { rawMethod } from "../examples/backend.ts";
 import { Proxy, type ProxyOptions } from "../src/proxy.ts";
 
 export const identity = (b: Buffer): Buffer => b;
 export const bytes = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
 export const parse = (b: Buffer | undefined): Record<string, unknown> => JSON.parse(b?.toString() || "{}");
 
-function method(path: string, requestStream: boolean, responseStream: boolean) {
-  return {
-    path,
-    requestStream,
-    responseStream,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  };
-}
-
 /** The test service, `test.Test`; all messages are JSON bytes. */
 export const TEST_SERVICE = {
-  Unary: method("/test.Test/Unary", false, false),
-  ServerStream: method("/test.Test/ServerStream", false, true),
-  ClientStream: method("/test.Test/ClientStream", true, false),
-  Bidi: method("/test.Test/Bidi", true, true),
+  Unary: rawMethod("/test.Test/Unary", false, false),
+  ServerStream: rawMethod("/test.Test/ServerStream", false, true),
+  ClientStream: rawMethod("/test.Test/ClientStream", true, false),
+  Bidi: rawMethod("/test.Test/Bidi", true, true),
 } satisfies grpc.ServiceDefinition;
 
 type UnaryHandler = (
