@@ -186,9 +186,10 @@ export class Proxy {
   }
 
   /**
-   * Graceful shutdown, first half: stop accepting connections, send every client GOAWAY, answer calls that
-   * still arrive with UNAVAILABLE, and resolve once every call in progress has been answered (true) or
-   * `timeoutMs` has passed (false). Call {@linkcode close} afterwards.
+   * Graceful shutdown, first half: stop accepting connections and send every client GOAWAY (streams a
+   * client opens after it are refused at the HTTP/2 level; one that slips past gets UNAVAILABLE), then
+   * resolve once every call in progress has been answered (true) or `timeoutMs` has passed (false). Call
+   * {@linkcode close} afterwards.
    */
   async drain(timeoutMs: number): Promise<boolean> {
     this.#draining = true;
@@ -536,7 +537,10 @@ class DownstreamCall {
             this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
           }
         },
-      }, (flight) => this.#proxy._lead(flight, this.#method, message, this.#headers));
+      }, (flight) => {
+        this.#outcome = "leader"; // before _lead, so a call that fails to start is counted as what it was
+        this.#proxy._lead(flight, this.#method, message, this.#headers);
+      });
     } catch (err) {
       return this.#fail(err);
     }
