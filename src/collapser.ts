@@ -43,6 +43,14 @@ export interface CollapserOptions<E> {
   sizeOf?: (event: E) => number;
   /** Clock in milliseconds (tests pass a fake one). @default {performance.now} */
   now?: () => number;
+  /**
+   * Refresh a cached recording shortly before it expires: a hit on a recording whose remaining life is
+   * shorter than the time its producer took starts one new producer in the background, and the hit is still
+   * answered from the cache. The new recording lands about when the old one expires, so a hot key has no
+   * gap in which callers wait for the backend, and its producer still runs about once per TTL.
+   * @default {true}
+   */
+  refreshAhead?: boolean;
 }
 
 /** Counters for metrics; monotonic unless noted. */
@@ -50,6 +58,8 @@ export interface CollapserStats {
   leaders: number;
   followers: number;
   cacheHits: number;
+  /** Producers started in the background by refresh-ahead. */
+  refreshes: number;
   /** Gauge: producers running now. */
   inflight: number;
   /** Gauge: subscribers waiting on a running producer now. */
@@ -66,6 +76,12 @@ export const DEFAULT_CACHE_TTL_MS = 100;
 
 interface Recording<E> {
   events: E[];
+  /** When the producer finished (clock of the collapser). */
+  finishedAt: number;
+  /** How long the producer took. */
+  tookMs: number;
+  /** Whether a refresh of this recording has been started (at most one per recording). */
+  refreshing: boolean;
 }
 
 /**
@@ -86,7 +102,10 @@ export class Flight<E> {
   constructor(owner: Collapser<E>, key: string) {
     this.#owner = owner;
     this.key = key;
+    this.#startedAt = owner._now();
   }
+
+  readonly #startedAt: number;
 
   /** Whether new subscribers may still join (and the recording may still be cached). */
   get shared(): boolean {
@@ -129,7 +148,14 @@ export class Flight<E> {
     this.#done = true;
     const events = this.#events;
     this.#events = undefined;
-    this.#owner._release(this, options.cache && events !== undefined ? { events } : undefined, this.#bytes);
+    const now = this.#owner._now();
+    this.#owner._release(
+      this,
+      options.cache && events !== undefined
+        ? { events, finishedAt: now, tookMs: now - this.#startedAt, refreshing: false }
+        : undefined,
+      this.#bytes,
+    );
     const subscribers = [...this.#subscribers];
     this.#subscribers.clear();
     this.#owner._waiting -= subscribers.length;
@@ -187,11 +213,19 @@ export class Collapser<E> {
   #leaders = 0;
   #followers = 0;
   #cacheHits = 0;
+  #refreshes = 0;
+  readonly #ttlMs: number;
+  readonly #refreshAhead: boolean;
+  /** @internal The collapser's clock. */
+  readonly _now: () => number;
   /** @internal Gauge maintained by flights. */
   _waiting = 0;
 
   constructor(options: CollapserOptions<E> = {}) {
-    const { ttlMs = DEFAULT_CACHE_TTL_MS, maxEntries, maxBytes, now } = options;
+    const { ttlMs = DEFAULT_CACHE_TTL_MS, maxEntries, maxBytes, now = () => performance.now() } = options;
+    this._now = now;
+    this.#ttlMs = ttlMs;
+    this.#refreshAhead = options.refreshAhead ?? true;
     if (!Number.isFinite(ttlMs) || ttlMs < 0) {
       throw new RangeError(`Cannot create Collapser: ttlMs must be a finite number >= 0: received ${ttlMs}`);
     }
@@ -211,6 +245,13 @@ export class Collapser<E> {
         for (const event of cached.events) subscriber.event(event);
       } finally {
         safeEnd(subscriber);
+      }
+      if (
+        this.#refreshAhead && !cached.refreshing && !this.#inflight.has(key) &&
+        this._now() - cached.finishedAt >= this.#ttlMs - cached.tookMs
+      ) {
+        cached.refreshing = true;
+        this.#refresh(key, start);
       }
       return CACHE_HIT;
     }
@@ -233,6 +274,19 @@ export class Collapser<E> {
     return { role: "leader", leave: membership.leave };
   }
 
+  /** Starts a producer nobody waits on yet; callers that come before it finishes join it. */
+  #refresh(key: string, start: (flight: Flight<E>) => void): void {
+    this.#refreshes++;
+    const flight = new Flight<E>(this, key);
+    this.#inflight.set(key, flight);
+    try {
+      start(flight);
+    } catch {
+      // The cached recording still answers until it expires; the next miss will lead a new call.
+      flight.finish({ cache: false });
+    }
+  }
+
   /** The running, shared flight for `key`, if any. */
   inflight(key: string): Flight<E> | undefined {
     return this.#inflight.get(key);
@@ -249,6 +303,7 @@ export class Collapser<E> {
       leaders: this.#leaders,
       followers: this.#followers,
       cacheHits: this.#cacheHits,
+      refreshes: this.#refreshes,
       inflight: this.#inflight.size,
       waiting: this._waiting,
       cacheEntries: this.#cache?.size ?? 0,

@@ -125,6 +125,7 @@ export class Metrics implements ProxyObserver {
         leaders: 0,
         followers: 0,
         cacheHits: 0,
+        refreshes: 0,
         inflight: 0,
         waiting: 0,
         cacheEntries: 0,
@@ -181,16 +182,22 @@ export class Metrics implements ProxyObserver {
       },
     );
     counter(
+      "collapser_cache_refreshes_total",
+      "Backend calls started by a cache hit shortly before its answer expired (refresh-ahead).",
+      () => collapserStats().refreshes,
+    );
+    counter(
       "collapser_cache_evictions_total",
       "Answers dropped from the cache for room before their TTL.",
       () => collapserStats().cacheEvictions,
     );
     gauge(
       "collapser_collapse_ratio",
-      "Collapsible calls per backend call since start: (leaders + followers + cache hits) / leaders; 0 before the first call.",
+      "Collapsible calls per backend call since start: (leaders + followers + cache hits) / (leaders + refreshes); 0 before the first call.",
       () => {
         const s = collapserStats();
-        return s.leaders === 0 ? 0 : (s.leaders + s.followers + s.cacheHits) / s.leaders;
+        const backendCalls = s.leaders + s.refreshes;
+        return backendCalls === 0 ? 0 : (s.leaders + s.followers + s.cacheHits) / backendCalls;
       },
     );
   }

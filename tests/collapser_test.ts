@@ -44,6 +44,7 @@ Deno.test("Collapser.join() shares one producer among 1000 subscribers", () => {
       leaders: 1,
       followers: 999,
       cacheHits: 0,
+      refreshes: 0,
       inflight: 0,
       waiting: 0,
       cacheEntries: 0,
@@ -217,5 +218,81 @@ Deno.test("Collapser.join() finishes the flight of a producer that throws on sta
   assert.equal(collapser.stats().waiting, 0);
   let started = 0;
   assert.equal(collapser.join("k", recorder(), () => started++).role, "leader");
+  assert.equal(started, 1);
+});
+
+Deno.test("Collapser refreshes a hot recording in the background shortly before it expires", async (t) => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now });
+  const flights: Flight<string>[] = [];
+  const start = (flight: Flight<string>) => flights.push(flight);
+  const answer = (flight: Flight<string>, value: string) => {
+    flight.emit(value);
+    flight.finish({ cache: true });
+  };
+
+  await t.step("a producer that takes 20 ms is cached when it finishes", () => {
+    collapser.join("k", recorder(), start);
+    clock.tick(20);
+    answer(flights[0], "v1");
+  });
+  await t.step("hits with more than 20 ms of life left start nothing", () => {
+    clock.tick(79); // 21 ms left
+    const r = recorder();
+    assert.equal(collapser.join("k", r, start).role, "cache");
+    assert.deepEqual(r.events, ["v1"]);
+    assert.equal(flights.length, 1);
+  });
+  await t.step(
+    "the first hit in the last 20 ms starts one refresh and is still answered from the cache",
+    () => {
+      clock.tick(1); // 20 ms left
+      for (let i = 0; i < 3; i++) {
+        const r = recorder();
+        assert.equal(collapser.join("k", r, start).role, "cache");
+        assert.deepEqual(r.events, ["v1"]);
+      }
+      assert.equal(flights.length, 2, "one refresh, not one per hit");
+      assert.equal(collapser.stats().refreshes, 1);
+    },
+  );
+  await t.step("after the old recording expires, callers join the refresh rather than start another", () => {
+    clock.tick(20); // the old recording has expired
+    const r = recorder();
+    assert.equal(collapser.join("k", r, start).role, "follower");
+    assert.equal(flights.length, 2);
+    answer(flights[1], "v2");
+    assert.deepEqual(r.events, ["v2"]);
+    assert.equal(collapser.join("k", recorder(), start).role, "cache");
+  });
+  await t.step(
+    "a refresh that fails leaves the old recording to expire, and is not retried on every hit",
+    () => {
+      clock.tick(81); // v2: 19 ms left
+      collapser.join("k", recorder(), start);
+      assert.equal(flights.length, 3);
+      flights[2].emit("error");
+      flights[2].finish({ cache: false });
+      const r = recorder();
+      assert.equal(collapser.join("k", r, start).role, "cache");
+      assert.deepEqual(r.events, ["v2"]);
+      assert.equal(flights.length, 3, "no second refresh of the same recording");
+    },
+  );
+});
+
+Deno.test("Collapser with refreshAhead: false never calls the producer before the TTL ends", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now, refreshAhead: false });
+  let started = 0;
+  const start = (flight: Flight<string>) => {
+    started++;
+    clock.tick(50);
+    flight.emit("v");
+    flight.finish({ cache: true });
+  };
+  collapser.join("k", recorder(), start);
+  clock.tick(99);
+  assert.equal(collapser.join("k", recorder(), start).role, "cache");
   assert.equal(started, 1);
 });

@@ -321,3 +321,30 @@ Deno.test("Proxy: a compressed message over the limit once inflated is RESOURCE_
   const result = await rawCall(stack.proxy.port, UNARY, body, { "grpc-encoding": "gzip" });
   assert.equal(result.grpcStatus, grpc.status.RESOURCE_EXHAUSTED);
 });
+
+Deno.test("Proxy refreshes a hot answer in the background shortly before it expires", async () => {
+  const clock = FakeTimers.createClock();
+  let n = 0;
+  await using stack = await startStack({
+    proxy: { cacheTtlMs: 100, now: () => clock.now },
+    handlers: {
+      Unary(_call, callback) {
+        clock.tick(20); // the backend takes 20 ms, on the proxy's clock
+        callback(null, bytes({ n: ++n }));
+      },
+    },
+  });
+  const call = async () => parse((await unary(stack.client, UNARY, { q: "hot" })).response).n;
+  assert.equal(await call(), 1); // cached at t=20 until t=120
+  clock.tick(79); // 21 ms left: a plain hit
+  assert.equal(await call(), 1);
+  assert.equal(stack.backend.calls.Unary, 1);
+  clock.tick(1); // 20 ms left: the hit is answered from the cache and starts one refresh
+  assert.equal(await call(), 1);
+  await until(() => stack.proxy.collapser.stats().inflight === 0, "the refresh to finish");
+  assert.equal(stack.backend.calls.Unary, 2);
+  assert.equal(stack.proxy.collapser.stats().refreshes, 1);
+  clock.tick(25); // past the first answer's expiry: the refreshed one answers, no wait for the backend
+  assert.equal(await call(), 2);
+  assert.equal(stack.backend.calls.Unary, 2);
+});
