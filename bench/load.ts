@@ -364,6 +364,25 @@ function unary(port: number, path: string, message: unknown, timeoutMs = 10_000)
 }
 
 /** The backend's Get counter, read with a direct grpc-js call to `/demo.Demo/Stats`. */
+/**
+ * Waits until the backend has had no call running or queued for 150 ms, so that a round's backend count does
+ * not include the tail of the round before (in-flight calls at the stop, or the proxy's refresh-ahead call
+ * started by one of the previous round's last hits). Gives up after 10 s.
+ */
+async function backendQuiet(port: number): Promise<void> {
+  const until = performance.now() + 10_000;
+  let quietSince = performance.now();
+  let last = await backendCalls(port);
+  while (performance.now() < until) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stats = JSON.parse((await unary(port, "/demo.Demo/Stats", {})).toString());
+    if (stats.calls !== last || stats.active > 0 || stats.queued > 0) {
+      last = stats.calls;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince >= 150) return;
+  }
+}
+
 async function backendCalls(port: number): Promise<number> {
   return JSON.parse((await unary(port, "/demo.Demo/Stats", {})).toString()).calls;
 }
@@ -797,6 +816,7 @@ async function measureRound(
   const hotKey = `hot-${scenario.id}`;
   const pids = t.server.pids();
   for (const pid of pids) resetPeak(pid);
+  await backendQuiet(stack.backend.port);
   const callsBefore = await backendCalls(stack.backend.port);
   const startedAt = performance.now();
   const cpuBefore = cpuSnapshot();
