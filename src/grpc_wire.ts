@@ -220,3 +220,22 @@ export function encodeGrpcMessage(message: string): string {
   }
   return out;
 }
+
+/** Decodes a percent-encoded `grpc-message` value; malformed escapes are kept as they are. */
+export function decodeGrpcMessage(value: string): string {
+  if (!value.includes("%")) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    // decodeURIComponent rejects a lone '%' or bytes that are not UTF-8: decode escape by escape instead.
+    const bytes: number[] = [];
+    for (let i = 0; i < value.length; i++) {
+      const hex = value[i] === "%" ? value.slice(i + 1, i + 3) : "";
+      if (/^[0-9A-Fa-f]{2}$/.test(hex)) {
+        bytes.push(parseInt(hex, 16));
+        i += 2;
+      } else bytes.push(value.charCodeAt(i) & 0xff);
+    }
+    return new TextDecoder().decode(new Uint8Array(bytes));
+  }
+}

@@ -10,6 +10,8 @@
 
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { corkTurn } from "./cork.ts";
+import { H2Channel, plainAuthority } from "./h2_channel.ts";
 import { Collapser, type Flight, type Membership } from "./collapser.ts";
 import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "./config.ts";
 import { formatDuration } from "./duration.ts";
@@ -56,6 +58,11 @@ export interface ProxyOptions {
   keyHeaders?: readonly string[];
   /** Largest request message accepted, in bytes. @default {4 MiB} */
   maxMessageBytes?: number;
+  /**
+   * Client for collapsed backend calls: `"h2"`, a lean raw HTTP/2 client, when the backend is a plain
+   * `host:port`; `"grpc-js"` always uses grpc-js (as passthrough calls and other targets do). @default {"h2"}
+   */
+  backendClient?: "h2" | "grpc-js";
   /** Most answers cached. @default {10_000} */
   cacheMaxEntries?: number;
   /** Most bytes of answers cached. @default {64 MiB} */
@@ -107,7 +114,11 @@ export class Proxy {
   readonly #server: http2.Http2Server;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #upstream: Upstream;
-  readonly #options: Required<Omit<ProxyOptions, "now" | "observer" | "cacheMaxEntries" | "cacheMaxBytes">>;
+  /** Collapsed calls' client when the backend is a plain `host:port` (see h2_channel.ts); else grpc-js. */
+  readonly #unary: H2Channel | undefined;
+  readonly #options: Required<
+    Omit<ProxyOptions, "now" | "observer" | "cacheMaxEntries" | "cacheMaxBytes" | "backendClient">
+  >;
   readonly #observer: ProxyObserver | undefined;
   /** The collapsing core (exposed for stats and tests). */
   readonly collapser: Collapser<ResponseEvent>;
@@ -135,6 +146,8 @@ export class Proxy {
       sizeOf: eventBytes,
     });
     this.#upstream = new Upstream(this.#options.backend);
+    const authority = options.backendClient === "grpc-js" ? undefined : plainAuthority(this.#options.backend);
+    this.#unary = authority === undefined ? undefined : new H2Channel(authority);
     this.#server = http2.createServer({
       // Each collapsed follower is a stream; allow large herds on one connection.
       settings: { maxConcurrentStreams: 1_000_000 },
@@ -213,6 +226,7 @@ export class Proxy {
     for (const session of this.#sessions) session.destroy();
     await closed;
     this.#upstream.close();
+    this.#unary?.close();
   }
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -271,12 +285,10 @@ export class Proxy {
    * `traceparent`). `ended` counts it out and ends the span; it is idempotent.
    */
   #backendCallStarted(method: string, headers: http2.IncomingHttpHeaders, role: "leader" | "passthrough") {
-    const metadata = requestMetadata(headers);
     const startedAt = performance.now();
     this.#stats.backendCalls++;
     this.#stats.backendInflight++;
     const span = startBackendSpan(method, headers, { role });
-    if (span) metadata.set("traceparent", span.traceparent);
     let running = true;
     const ended = (code: StatusCode, details = "") => {
       if (!running) return;
@@ -285,7 +297,7 @@ export class Proxy {
       this.#observer?.backendCall({ method, code, durationMs: performance.now() - startedAt });
       span?.end(code, details);
     };
-    return { metadata, span, ended };
+    return { span, ended };
   }
 
   /** @internal Starts the one backend call of a flight. */
@@ -297,7 +309,7 @@ export class Proxy {
   ): void {
     const timeoutMs = this.#options.backendTimeoutMs;
     let messages = 0;
-    const { metadata, span, ended } = this.#backendCallStarted(method, headers, "leader");
+    const { span, ended } = this.#backendCallStarted(method, headers, "leader");
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const done = (code: StatusCode, details?: string) => {
@@ -340,7 +352,10 @@ export class Proxy {
         flight.finish({ cache: event.code === Status.OK });
       }
     };
-    const start = () => this.#upstream.call(method, message, metadata, sink);
+    const start = () =>
+      this.#unary
+        ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent })
+        : this.#upstream.call(method, message, backendMetadata(headers, span?.traceparent), sink);
     let call: UpstreamCall;
     try {
       call = span ? span.run(start) : start();
@@ -378,9 +393,9 @@ export class Proxy {
     sink: (e: ResponseEvent) => void,
   ): UpstreamStream {
     this.#stats.passthrough++;
-    const { metadata, span, ended } = this.#backendCallStarted(method, headers, "passthrough");
+    const { span, ended } = this.#backendCallStarted(method, headers, "passthrough");
     const start = () =>
-      this.#upstream.stream(method, metadata, (event) => {
+      this.#upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
         if (event.type === "status") ended(event.code, event.details);
         sink(event);
       }, { deadline });
@@ -393,6 +408,13 @@ export class Proxy {
       },
     };
   }
+}
+
+/** The caller's metadata for a grpc-js backend call, with the backend span as `traceparent`. */
+function backendMetadata(headers: http2.IncomingHttpHeaders, traceparent: string | undefined) {
+  const metadata = requestMetadata(headers);
+  if (traceparent !== undefined) metadata.set("traceparent", traceparent);
+  return metadata;
 }
 
 /** Bytes a cached event holds (messages dominate; headers counted roughly). */
@@ -710,37 +732,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-const corkedSessions = new WeakSet<http2.Http2Session>();
-
-/**
- * Gathers the writes this turn of the event loop makes to `session` into one socket write. Deno 2.8.3's
- * node:http2 writes `respond()` to the socket at once, the DATA a tick later and the trailers from a
- * `setImmediate`: three syscalls per response, which took half the proxy's CPU in the cache-hit profile.
- * Corked until two `setImmediate` hops have passed, they leave together. Measured with bench/load.ts: cache
- * hits went from 0.54x to 1.08x of a bare node:http2 echo server.
- */
-function corkTurn(session: http2.Http2Session | undefined): void {
-  if (session === undefined || corkedSessions.has(session)) return;
-  let socket;
-  try {
-    socket = session.socket;
-    socket.cork();
-  } catch {
-    return; // the session is gone
-  }
-  corkedSessions.add(session);
-  setImmediate(() =>
-    setImmediate(() => {
-      corkedSessions.delete(session);
-      try {
-        socket.uncork();
-      } catch {
-        // the session is gone
-      }
-    })
-  );
 }
 
 /** A key header's value; repeated values are joined with a newline, which no header value contains. */

@@ -38,7 +38,7 @@ export interface ResponseSink {
 }
 
 /** Request and response headers that describe one hop's HTTP/2 stream, not the call: never forwarded. */
-const HOP_HEADERS = new Set([
+export const HOP_HEADERS: ReadonlySet<string> = new Set([
   "content-type",
   "content-length",
   "te",
@@ -90,8 +90,14 @@ export function wireHeaders(metadata: grpc.Metadata): OutgoingHttpHeaders {
 }
 
 /** Builds the final event of a call. */
-export function statusEvent(code: StatusCode, details: string, metadata?: grpc.Metadata): StatusEvent {
-  const trailers: OutgoingHttpHeaders = metadata ? wireHeaders(metadata) : {};
+export function statusEvent(
+  code: StatusCode,
+  details: string,
+  metadata?: grpc.Metadata | OutgoingHttpHeaders,
+): StatusEvent {
+  const trailers: OutgoingHttpHeaders = metadata instanceof grpc.Metadata
+    ? wireHeaders(metadata)
+    : { ...metadata };
   trailers["grpc-status"] = String(code);
   if (details) trailers["grpc-message"] = encodeGrpcMessage(details);
   return { type: "status", code, details, trailers };

@@ -295,6 +295,7 @@ Deno.test("Proxy: a backend call that cannot start gets INTERNAL, leaves nothing
   const backend = await startTestBackend();
   const proxy = await Proxy.start({
     backend: backend.address,
+    backendClient: "grpc-js",
     host: "127.0.0.1",
     port: 0,
     backendTimeoutMs: 100,

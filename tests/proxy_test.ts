@@ -20,47 +20,54 @@ import {
 
 const UNARY = "/test.Test/Unary";
 
-Deno.test("Proxy passes request and response metadata, -bin keys, status message and trailers through", async (t) => {
-  await using stack = await startStack({
-    handlers: {
-      Unary(call, callback) {
-        const fail = parse(call.request).fail === true;
-        const headers = metadata({
-          "x-seen": String(call.metadata.get("x-request")[0]),
-          "x-seen-bin": call.metadata.get("x-request-bin")[0] as Buffer,
-        });
-        call.sendMetadata(headers);
-        const trailers = metadata({ "x-trailer": "t", "x-trailer-bin": Buffer.from([0, 1, 2, 255]) });
-        if (fail) {
-          callback({ code: grpc.status.NOT_FOUND, details: "nö such thing: 100% gone", metadata: trailers });
-        } else callback(null, bytes({ ok: true }), trailers);
+for (const backendClient of ["h2", "grpc-js"] as const) {
+  Deno.test(`Proxy passes request and response metadata, -bin keys, status message and trailers through (${backendClient} client)`, async (t) => {
+    await using stack = await startStack({
+      proxy: { backendClient },
+      handlers: {
+        Unary(call, callback) {
+          const fail = parse(call.request).fail === true;
+          const headers = metadata({
+            "x-seen": String(call.metadata.get("x-request")[0]),
+            "x-seen-bin": call.metadata.get("x-request-bin")[0] as Buffer,
+          });
+          call.sendMetadata(headers);
+          const trailers = metadata({ "x-trailer": "t", "x-trailer-bin": Buffer.from([0, 1, 2, 255]) });
+          if (fail) {
+            callback({
+              code: grpc.status.NOT_FOUND,
+              details: "nö such thing: 100% gone",
+              metadata: trailers,
+            });
+          } else callback(null, bytes({ ok: true }), trailers);
+        },
       },
-    },
-  });
-  const requestMetadata = () =>
-    metadata({ "x-request": "hello", "x-request-bin": Buffer.from([9, 8, 0, 7]) });
-
-  for (const fail of [false, true]) {
-    await t.step(fail ? "on an error status" : "on OK", async () => {
-      const result = await unary(stack.client, UNARY, { fail }, { metadata: requestMetadata() });
-      assert.equal(result.headers?.get("x-seen")[0], "hello");
-      assert.deepEqual(result.headers?.get("x-seen-bin")[0], Buffer.from([9, 8, 0, 7]));
-      assert.equal(result.status.metadata.get("x-trailer")[0], "t");
-      assert.deepEqual(result.status.metadata.get("x-trailer-bin")[0], Buffer.from([0, 1, 2, 255]));
-      if (fail) {
-        assert.equal(result.status.code, grpc.status.NOT_FOUND);
-        assert.equal(result.status.details, "nö such thing: 100% gone");
-      } else {
-        assert.equal(result.status.code, grpc.status.OK);
-        assert.deepEqual(parse(result.response), { ok: true });
-      }
     });
-  }
-  // Per-hop headers are not forwarded as metadata.
-  const seen = stack.backend.metadata[0];
-  assert.equal(seen.get("grpc-timeout").length, 0);
-  assert.equal(seen.get("te").length, 0);
-});
+    const requestMetadata = () =>
+      metadata({ "x-request": "hello", "x-request-bin": Buffer.from([9, 8, 0, 7]) });
+
+    for (const fail of [false, true]) {
+      await t.step(fail ? "on an error status" : "on OK", async () => {
+        const result = await unary(stack.client, UNARY, { fail }, { metadata: requestMetadata() });
+        assert.equal(result.headers?.get("x-seen")[0], "hello");
+        assert.deepEqual(result.headers?.get("x-seen-bin")[0], Buffer.from([9, 8, 0, 7]));
+        assert.equal(result.status.metadata.get("x-trailer")[0], "t");
+        assert.deepEqual(result.status.metadata.get("x-trailer-bin")[0], Buffer.from([0, 1, 2, 255]));
+        if (fail) {
+          assert.equal(result.status.code, grpc.status.NOT_FOUND);
+          assert.equal(result.status.details, "nö such thing: 100% gone");
+        } else {
+          assert.equal(result.status.code, grpc.status.OK);
+          assert.deepEqual(parse(result.response), { ok: true });
+        }
+      });
+    }
+    // Per-hop headers are not forwarded as metadata.
+    const seen = stack.backend.metadata[0];
+    assert.equal(seen.get("grpc-timeout").length, 0);
+    assert.equal(seen.get("te").length, 0);
+  });
+}
 
 Deno.test("Proxy collapses 10,000 concurrent identical unary calls into one backend call", async () => {
   const release = gate();
