@@ -94,7 +94,7 @@ for (const part of PARTS) {
   }
 }
 
-type TargetName = "direct" | "nginx" | "proxy" | "echo" | "proxy@rate" | "echo@rate";
+type TargetName = "direct" | "nginx" | "proxy" | "relay" | "echo" | "proxy@rate" | "echo@rate";
 
 interface Scenario {
   id: "a" | "b" | "c" | "d";
@@ -555,6 +555,7 @@ interface Stack {
   proxy: Server;
   nginx?: Server;
   echo?: Server;
+  relay?: Server;
 }
 
 let nginxVersion: string | undefined;
@@ -622,11 +623,13 @@ async function startStack(
   tmp: string,
   backendOptions: { delayMs: number; maxConcurrent?: number },
   withEcho: boolean,
+  withRelay = false,
 ): Promise<Stack> {
   const dir = `${tmp}/${name}`;
   await Deno.mkdir(dir, { recursive: true });
   await Deno.chmod(dir, 0o755); // nginx workers drop to "nobody" when started as root
-  const [bPort, pPort, mPort, nPort, ePort] = [
+  const [bPort, pPort, mPort, nPort, ePort, rPort] = [
+    await freePort(),
     await freePort(),
     await freePort(),
     await freePort(),
@@ -681,8 +684,20 @@ async function startStack(
   const echo = withEcho
     ? spawn(`${name}-echo`, DENO, ["run", "-A", "bench/echo_server.ts", "--port", String(ePort)], dir)
     : undefined;
+  const relay = withRelay
+    ? spawn(`${name}-relay`, DENO, [
+      "run",
+      "-A",
+      "bench/relay_server.ts",
+      "--port",
+      String(rPort),
+      "--backend",
+      `127.0.0.1:${bPort}`,
+    ], dir)
+    : undefined;
   await waitForPort(bPort, backend);
   await waitForPort(pPort, proxy);
+  if (relay) await waitForPort(rPort, relay);
   if (nginx) await waitForPort(nPort, nginx);
   if (echo) await waitForPort(ePort, echo);
   const one = (proc: Proc, port: number): Server => ({ proc, port, pids: () => [proc.pid] });
@@ -691,16 +706,17 @@ async function startStack(
     proxy: one(proxy, pPort),
     nginx: nginx && { proc: nginx, port: nPort, pids: () => [nginx.pid, ...childPids(nginx.pid)] },
     echo: echo && one(echo, ePort),
+    relay: relay && one(relay, rPort),
   };
 }
 
 async function stopStack(stack: Stack): Promise<void> {
   await Promise.all(
-    [stack.proxy, stack.nginx, stack.echo, stack.backend].filter((s) => s !== undefined).map((s) =>
-      stop(s.proc)
-    ),
+    [stack.proxy, stack.nginx, stack.echo, stack.relay, stack.backend].filter((s) => s !== undefined).map((
+      s,
+    ) => stop(s.proc)),
   );
-  for (const s of [stack.proxy, stack.nginx, stack.echo, stack.backend]) {
+  for (const s of [stack.proxy, stack.nginx, stack.echo, stack.relay, stack.backend]) {
     if (s === undefined) continue;
     clients.get(s.port)?.close();
     clients.delete(s.port);
@@ -842,7 +858,7 @@ async function measureRound(
   let bound: number | undefined;
   if (t.echo) {
     checks.push({ ok: calls === 0, note: `backend calls ${calls} (the echo server never calls it)` });
-  } else if (t.name === "direct" || t.name === "nginx") {
+  } else if (t.name === "direct" || t.name === "nginx" || t.name === "relay") {
     // Every answer was a real backend call; a few more may have been in flight when the tool stopped.
     checks.push({
       ok: calls >= stats.requests && calls <= stats.requests + inflight + 10,
@@ -914,7 +930,9 @@ async function runScenario(scenario: Scenario, tmp: string): Promise<{ rows: Row
   console.error(
     `\n== (${scenario.id}) ${scenario.name}: starting backend, proxy${nginxVersion ? ", nginx" : ""}, echo`,
   );
-  const stack = await startStack(`s${scenario.id}`, tmp, scenario, true);
+  // The relay (bench/relay_server.ts) is the runtime's ceiling where every call goes to the backend.
+  const withRelay = scenario.keys !== "hot";
+  const stack = await startStack(`s${scenario.id}`, tmp, scenario, true, withRelay);
   try {
     const bodyFile = `${tmp}/body-${scenario.id}.bin`;
     const hotKey = `hot-${scenario.id}`;
@@ -923,6 +941,7 @@ async function runScenario(scenario: Scenario, tmp: string): Promise<{ rows: Row
       { name: "direct", server: stack.backend, echo: false },
       ...(stack.nginx ? [{ name: "nginx" as const, server: stack.nginx, echo: false }] : []),
       { name: "proxy", server: stack.proxy, echo: false },
+      ...(stack.relay ? [{ name: "relay" as const, server: stack.relay, echo: false }] : []),
       { name: "echo", server: stack.echo!, echo: true },
     ];
     if (scenario.id === "d") {
@@ -1261,11 +1280,12 @@ function evaluate(rows: Row[], hot?: HotRun): TargetCheck[] {
       met: r >= 0.9,
     });
   }
-  const b = { proxy: get("b", "proxy"), nginx: get("b", "nginx") };
+  const b = { proxy: get("b", "proxy"), nginx: get("b", "nginx"), relay: get("b", "relay") };
   if (b.proxy && b.nginx) {
     out.push({
       goal: "(b) unique keys: proxy/direct ≥ nginx/direct",
-      measured: `${ratio(b.proxy.vsDirect)} vs ${ratio(b.nginx.vsDirect)}`,
+      measured: `${ratio(b.proxy.vsDirect)} vs ${ratio(b.nginx.vsDirect)}` +
+        (b.relay ? `; the bare node:http2 relay (the runtime's ceiling): ${ratio(b.relay.vsDirect)}` : ""),
       met: b.proxy.vsDirect! >= b.nginx.vsDirect!,
     });
   }
@@ -1318,9 +1338,9 @@ function markdown(report: Report): string {
     `Backend: the example backend (grpc-js) — 0 ms per call in (a)–(c); 20 ms per call, at most 16 at once ` +
       `(later calls queue) in (d). nginx: 1 worker, \`grpc_pass\` to an upstream keepalive pool. echo: a bare ` +
       `\`node:http2\` server answering every call with a fixed message — the runtime's ceiling; it never calls ` +
-      `the backend. In (d), \`@ ${
-        fmt(m.fixedRate, 0)
-      } req/s\` rows are open loop (h2load \`--rps\`) at a fixed ` +
+      `the backend. relay (in (b) and (c)): a bare \`node:http2\` relay that forwards every call to the backend ` +
+      `and nothing else (bench/relay_server.ts) — the runtime's ceiling for a proxy that calls the backend. ` +
+      `In (d), \`@ ${fmt(m.fixedRate, 0)} req/s\` rows are open loop (h2load \`--rps\`) at a fixed ` +
       `rate: latency below saturation.`,
     "",
     "h2load sends one body for every request, so (a) and (d) use h2load and (b), (c) use `bench/loadgen.ts` " +
