@@ -77,7 +77,7 @@ export async function startRelayServer(
       for (const chunk of early.splice(0)) stream.write(chunk);
     });
     const early: Uint8Array[] = [];
-    call.on("data", (chunk) => {
+    call.on("data", (chunk: Uint8Array) => {
       // Deno 2.8.3's node:http2 client emits the first DATA before 'response': hold it until then.
       if (!responded) return void early.push(chunk);
       corkTurn(stream.session);
