@@ -111,7 +111,7 @@ export class FrameDecoder {
     if (this.#pendingBytes !== 0) {
       throw new GrpcWireError(
         Status.INTERNAL,
-        `Request ended inside a message (${this.#pendingBytes} bytes left)`,
+        `Stream ended inside a message (${this.#pendingBytes} bytes left)`,
       );
     }
   }
@@ -120,11 +120,13 @@ export class FrameDecoder {
     if (flag === 0) return payload;
     if (flag !== 1) throw new GrpcWireError(Status.INTERNAL, `Invalid message flag ${flag}`);
     let inflated: Uint8Array;
+    // zlib refuses a non-finite maxOutputLength.
+    const limit = Number.isFinite(this.#maxMessageBytes) ? { maxOutputLength: this.#maxMessageBytes } : {};
     try {
       if (this.#encoding === "gzip") {
-        inflated = gunzipSync(payload, { maxOutputLength: this.#maxMessageBytes });
+        inflated = gunzipSync(payload, limit);
       } else if (this.#encoding === "deflate") {
-        inflated = inflateSync(payload, { maxOutputLength: this.#maxMessageBytes });
+        inflated = inflateSync(payload, limit);
       } else {
         throw new GrpcWireError(
           Status.INTERNAL,

@@ -32,6 +32,7 @@ import { corkTurn } from "./cork.ts";
 import { HOP_HEADERS, type ResponseSink, statusEvent, type UpstreamCall } from "./upstream.ts";
 
 const {
+  NGHTTP2_FLAG_END_STREAM: END_STREAM,
   NGHTTP2_CANCEL,
   NGHTTP2_REFUSED_STREAM,
   NGHTTP2_ENHANCE_YOUR_CALM,
@@ -123,13 +124,22 @@ function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   return out;
 }
 
+/** A session and the number of calls open on it (keepalive pings only while there are some). */
+interface Session {
+  readonly h2: http2.ClientHttp2Session;
+  open: number;
+}
+
 /** A raw HTTP/2 client for one backend address. */
 export class H2Channel {
   readonly #authority: string;
   readonly #maxMessageBytes: number;
-  readonly #keepaliveMs: number;
+  #keepaliveMs: number;
   readonly #keepaliveTimeoutMs: number;
-  #session: http2.ClientHttp2Session | undefined;
+  /** The session new calls go to. */
+  #current: Session | undefined;
+  /** Every session not yet closed, including retired ones still finishing calls. */
+  readonly #sessions = new Set<Session>();
   #closed = false;
 
   constructor(authority: string, options: H2ChannelOptions = {}) {
@@ -157,41 +167,44 @@ export class H2Channel {
       finished = true;
       sink(statusEvent(code, details, trailers && responseHeaders(trailers)));
     };
-    if (this.#closed) {
-      queueMicrotask(() => finish(Status.UNAVAILABLE, "backend channel closed"));
-      return { cancel: () => finished = true };
-    }
-    let stream!: http2.ClientHttp2Stream;
+    let stream: http2.ClientHttp2Stream | undefined;
     const headers = forwardedHeaders(method, caller, options.traceparent);
     const body = encodeFrame(message);
     /** Sends the request; `retries`: how many more times a refused attempt may be sent again. */
     const attempt = (retries: number) => {
-      let session: http2.ClientHttp2Session;
+      if (this.#closed) {
+        queueMicrotask(() => finish(Status.UNAVAILABLE, "backend channel closed"));
+        return;
+      }
+      let session: Session;
+      let current: http2.ClientHttp2Stream;
       try {
         session = this.#connected();
-        corkTurn(session);
-        stream = session.request(headers, { endStream: false });
-        stream.end(body);
+        corkTurn(session.h2);
+        current = stream = session.h2.request(headers, { endStream: false });
+        current.end(body);
       } catch (err) {
         // A header node:http2 will not send, or a session torn down under us.
         queueMicrotask(() => finish(Status.INTERNAL, `cannot call the backend: ${err}`));
         return;
       }
-      const current = stream;
+      session.open++;
       let responded = false;
       let decoder: FrameDecoder | undefined;
       let early: Uint8Array[] | undefined;
       let trailers: IncomingHttpHeaders | undefined;
       let error: Error | undefined;
-      current.on("response", (headers) => {
+      current.on("response", (headers, flags: number) => {
         responded = true;
         if (finished) return;
         const httpStatus = Number(headers[":status"]);
-        if (httpStatus !== 200) {
+        if (headers["grpc-status"] !== undefined && (httpStatus !== 200 || (flags & END_STREAM) !== 0)) {
+          // Trailers-only: the status came in the one HEADERS frame. It wins over a non-200 HTTP status
+          // (an Envoy or a rate limiter in front of the backend may send both).
+          trailers = headers;
+        } else if (httpStatus !== 200) {
           finish(statusForHttp(httpStatus), `Received HTTP status code ${httpStatus}`);
           current.close(NGHTTP2_CANCEL);
-        } else if (headers["grpc-status"] !== undefined) {
-          trailers = headers; // trailers-only: the status came in the one HEADERS frame
         } else {
           decoder = new FrameDecoder({
             encoding: single(headers["grpc-encoding"]),
@@ -204,7 +217,7 @@ export class H2Channel {
       const onData = (chunk: Uint8Array) => {
         if (finished) return;
         if (decoder === undefined) {
-          // Deno 2.8.3's node:http2 may emit the first DATA before 'response'; keep it for then.
+          // Deno 2.8.3's node:http2 emits the first DATA before 'response'; keep it for then.
           (early ??= []).push(chunk);
           return;
         }
@@ -212,35 +225,54 @@ export class H2Channel {
         try {
           messages = decoder.push(chunk);
         } catch (err) {
-          const wire = err instanceof GrpcWireError ? err : undefined;
-          finish(wire?.code ?? Status.INTERNAL, wire?.message ?? String(err));
-          current.close(NGHTTP2_CANCEL);
+          fail(err);
           return;
         }
-        for (const m of messages) sink({ type: "message", frame: encodeFrame(m) });
+        for (const m of messages) {
+          if (finished) return; // cancelled by the sink
+          sink({ type: "message", frame: encodeFrame(m) });
+        }
+      };
+      const fail = (err: unknown) => {
+        const wire = err instanceof GrpcWireError ? err : undefined;
+        finish(wire?.code ?? Status.INTERNAL, wire?.message ?? String(err));
+        current.close(NGHTTP2_CANCEL);
       };
       current.on("data", onData);
       current.on("trailers", (headers) => trailers = headers);
       current.on("error", (err) => error = err);
       current.on("close", () => {
+        session.open--;
         if (finished) return;
+        const h2 = session.h2;
         if (!responded && early === undefined && retries > 0 && wasRefused(current, error)) {
-          // The backend did not process it (RFC 9113 §8.7): typically a call that crossed the backend's
-          // GOAWAY on the wire. Sending it again is safe, on a new session.
-          if (this.#session === session) this.#session = undefined;
+          // The backend did not process it (RFC 9113 §8.7): a stream refused, or one that crossed the
+          // backend's GOAWAY on the wire. Sending it again is safe; a session that is going away is not
+          // used for it (the refusal of one stream alone says nothing about the connection).
+          if ((h2.closed || h2.destroyed) && this.#current === session) this.#current = undefined;
           return attempt(retries - 1);
         }
         if (early !== undefined && early.length > 0) {
           finish(Status.INTERNAL, "backend sent a message without response headers");
         } else if (trailers !== undefined) {
-          const code = Number(single(trailers["grpc-status"]));
-          const details = decodeGrpcMessage(single(trailers["grpc-message"]) ?? "");
-          if (Number.isInteger(code) && code >= 0 && code <= 16) {
-            finish(code as StatusCode, details, trailers);
-          } else finish(Status.UNKNOWN, `backend sent an invalid grpc-status ${trailers["grpc-status"]}`);
+          const status = single(trailers["grpc-status"]) ?? "";
+          const code = /^\d{1,2}$/.test(status) ? Number(status) : NaN;
+          if (!(code >= 0 && code <= 16)) {
+            return finish(Status.UNKNOWN, `backend sent an invalid grpc-status ${JSON.stringify(status)}`);
+          }
+          try {
+            decoder?.finish(); // a truncated last message is not an answer, whatever the status says
+          } catch (err) {
+            return fail(err);
+          }
+          finish(code as StatusCode, decodeGrpcMessage(single(trailers["grpc-message"]) ?? ""), trailers);
         } else if (error !== undefined && (error as { code?: string }).code !== "ERR_HTTP2_STREAM_ERROR") {
           // The connection failed or broke (refused, reset, GOAWAY with an error), not this one stream.
           finish(Status.UNAVAILABLE, `backend unreachable: ${error.message}`);
+        } else if (h2.destroyed) {
+          // The connection went away under the call (the backend crashed or closed it, or close()): node
+          // reports that as a CANCEL of every open stream.
+          finish(Status.UNAVAILABLE, "backend connection closed");
         } else if (current.rstCode !== undefined && current.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
           finish(statusForReset(current.rstCode), `Received RST_STREAM with code ${current.rstCode}`);
         } else {
@@ -253,62 +285,80 @@ export class H2Channel {
       cancel: () => {
         if (finished) return;
         finished = true;
-        if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+        if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
       },
     };
   }
 
-  /** Closes the session; calls in flight end with UNAVAILABLE or CANCELLED. */
+  /** Closes every session; calls in flight end with UNAVAILABLE, and so do calls made afterwards. */
   close(): void {
     this.#closed = true;
-    this.#session?.destroy();
-    this.#session = undefined;
+    for (const session of this.#sessions) session.h2.destroy();
+    this.#sessions.clear();
+    this.#current = undefined;
   }
 
   /** The open session, or a new one (requests made while it connects wait for it). */
-  #connected(): http2.ClientHttp2Session {
-    const current = this.#session;
-    if (current !== undefined && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(`http://${this.#authority}`, {
+  #connected(): Session {
+    const current = this.#current;
+    if (current !== undefined && !current.h2.closed && !current.h2.destroyed) return current;
+    const h2 = http2.connect(`http://${this.#authority}`, {
       settings: { enablePush: false, initialWindowSize: 1 << 20 },
       // Unique keys under load put thousands of streams on this one session.
       maxSessionMemory: 512,
     });
-    this.#session = session;
-    const drop = () => {
-      if (this.#session === session) this.#session = undefined;
-    };
-    session.on("error", (err) => log.debug("backend session error: {error}", { error: String(err) }));
-    session.on("goaway", drop); // calls in flight finish on it; new ones go to a new session
-    session.on("close", () => {
-      drop();
-      clearInterval(keepalive);
+    const session: Session = { h2, open: 0 };
+    this.#current = session;
+    this.#sessions.add(session);
+    let pingTimer: ReturnType<typeof setTimeout> | undefined;
+    h2.on("error", (err) => log.debug("backend session error: {error}", { error: String(err) }));
+    h2.on("goaway", (errorCode: number, _lastStreamId: number, data?: Uint8Array) => {
+      // Calls in flight finish on this session; new ones go to a new one.
+      if (this.#current === session) this.#current = undefined;
+      if (
+        errorCode === NGHTTP2_ENHANCE_YOUR_CALM && data && new TextDecoder().decode(data) === "too_many_pings"
+      ) {
+        // The backend's keepalive policy is stricter (grpc-go's default: one ping per 5 min): back off, as
+        // grpc-js does.
+        this.#keepaliveMs = Math.min(this.#keepaliveMs * 2, 2 ** 31 - 1);
+        log.warn("backend asked for fewer keepalive pings; now every {ms} ms", { ms: this.#keepaliveMs });
+      }
     });
-    session.on("connect", () => {
+    h2.on("close", () => {
+      if (this.#current === session) this.#current = undefined;
+      this.#sessions.delete(session);
+      clearInterval(keepalive);
+      clearTimeout(pingTimer);
+    });
+    h2.on("connect", () => {
       try {
-        session.setLocalWindowSize(8 << 20);
+        h2.setLocalWindowSize(8 << 20);
       } catch {
         // closed meanwhile
       }
     });
     const keepalive = setInterval(() => {
-      if (session.closed || session.destroyed) return;
+      // Only while calls are open, as grpc-js does: servers count pings on an idle connection as abuse.
+      if (session.open === 0 || pingTimer !== undefined || h2.closed || h2.destroyed) return;
       // Destroyed with an error, so that the calls on it end UNAVAILABLE rather than CANCELLED.
-      const timer = setTimeout(
-        () => session.destroy(new Error("keepalive ping not answered")),
+      pingTimer = setTimeout(
+        () => h2.destroy(new Error("keepalive ping not answered")),
         this.#keepaliveTimeoutMs,
       );
+      Deno.unrefTimer(pingTimer as unknown as number);
       try {
-        session.ping((err) => {
-          clearTimeout(timer);
-          if (err) session.destroy(err);
+        h2.ping((err) => {
+          clearTimeout(pingTimer);
+          pingTimer = undefined;
+          if (err) h2.destroy(err);
         });
       } catch (err) {
-        clearTimeout(timer);
-        session.destroy(err as Error);
+        clearTimeout(pingTimer);
+        pingTimer = undefined;
+        h2.destroy(err as Error);
       }
     }, this.#keepaliveMs);
-    Deno.unrefTimer(keepalive);
+    Deno.unrefTimer(keepalive as unknown as number);
     return session;
   }
 }

@@ -49,6 +49,7 @@ export const HOP_HEADERS: ReadonlySet<string> = new Set([
   "proxy-connection",
   "transfer-encoding",
   "upgrade",
+  "http2-settings",
   "date",
   "grpc-timeout",
   "grpc-encoding",

@@ -137,6 +137,19 @@ Deno.test("H2Channel maps what a misbehaving backend sends to gRPC statuses", as
         stream.respond(grpcOk, { waitForTrailers: true });
         stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
         return stream.end(Buffer.concat([Buffer.from([0, 0, 0, 4, 0]), Buffer.alloc(1024)]));
+      case "/http429-with-status":
+        return stream.respond(
+          { ":status": 429, "grpc-status": "8", "grpc-message": "slow down" },
+          { endStream: true },
+        );
+      case "/empty-status":
+        stream.respond(grpcOk, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "" }));
+        return stream.end();
+      case "/truncated":
+        stream.respond(grpcOk, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        return stream.end(Buffer.from([0, 0, 0, 0, 10, 1, 2, 3]));
       case "/bad-status":
         stream.respond(grpcOk, { waitForTrailers: true });
         stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "banana" }));
@@ -150,6 +163,9 @@ Deno.test("H2Channel maps what a misbehaving backend sends to gRPC statuses", as
     ["/no-status", Status.UNKNOWN],
     ["/huge", Status.RESOURCE_EXHAUSTED],
     ["/bad-status", Status.UNKNOWN, /banana/],
+    ["/http429-with-status", Status.RESOURCE_EXHAUSTED, /slow down/],
+    ["/empty-status", Status.UNKNOWN],
+    ["/truncated", Status.INTERNAL, /inside a message/],
   ];
   try {
     for (const [path, code, details] of cases) {
@@ -167,13 +183,19 @@ Deno.test("H2Channel maps what a misbehaving backend sends to gRPC statuses", as
       assert.equal(status.trailers["x-why"], "gone");
       assert.equal(status.trailers["grpc-message"], "n%C3%B6pe 100%25");
     });
-    await t.step("a gzip-compressed answer is handed on decompressed", async () => {
-      const { events, status } = await callOnce(channel, "/gzip", new Uint8Array(0));
-      assert.equal(status.code, Status.OK);
-      assert.deepEqual(messages(events).map((m) => parse(m)), [{ packed: true }]);
-      const first = events.find((e) => e.type === "message")!;
-      assert.equal(first.type === "message" && first.frame[0], 0, "re-framed uncompressed");
-    });
+    await t.step(
+      "a gzip-compressed answer is handed on decompressed (with the default, unlimited size)",
+      async () => {
+        const unlimited = new H2Channel(backend.authority);
+        const { events, status } = await callOnce(unlimited, "/gzip", new Uint8Array(0)).finally(() =>
+          unlimited.close()
+        );
+        assert.equal(status.code, Status.OK);
+        assert.deepEqual(messages(events).map((m) => parse(m)), [{ packed: true }]);
+        const first = events.find((e) => e.type === "message")!;
+        assert.equal(first.type === "message" && first.frame[0], 0, "re-framed uncompressed");
+      },
+    );
   } finally {
     channel.close();
     await backend.close();
@@ -271,6 +293,117 @@ Deno.test("H2Channel: after cancel() nothing is reported and the backend sees th
     await gotMessage;
     call.cancel();
     await wasReset;
+    assert.deepEqual(events.map((e) => e.type), ["headers", "message"]);
+  } finally {
+    channel.close();
+    await backend.close();
+  }
+});
+
+Deno.test("H2Channel: a refused stream is sent again once, on the same healthy session", async () => {
+  let refusals = 0;
+  const backend = await rawBackend((stream, headers) => {
+    if (headers[":path"] === "/refuse-once" && refusals++ === 0) {
+      return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    }
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    stream.end(frame({ ok: true }));
+  });
+  const channel = new H2Channel(backend.authority);
+  try {
+    const { events, status } = await callOnce(channel, "/refuse-once", new Uint8Array(0));
+    assert.equal(status.code, Status.OK);
+    assert.equal(refusals, 2, "refused once, then answered");
+    assert.deepEqual(messages(events).map((m) => parse(m)), [{ ok: true }]);
+    assert.equal(backend.sessionsOpened, 1, "one refused stream does not retire the connection");
+  } finally {
+    channel.close();
+    await backend.close();
+  }
+});
+
+Deno.test("H2Channel: a connection lost under a call, or close(), ends it UNAVAILABLE", async (t) => {
+  const held: http2.ServerHttp2Stream[] = [];
+  const backend = await rawBackend((stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    held.push(stream);
+  });
+  try {
+    await t.step("the backend drops the connection", async () => {
+      const channel = new H2Channel(backend.authority);
+      try {
+        const call = callOnce(channel, "/held", new Uint8Array(0));
+        await until(() => held.length === 1, "the call to arrive");
+        for (const s of backend.sessions) s.destroy();
+        const { status } = await call;
+        assert.equal(status.code, Status.UNAVAILABLE);
+      } finally {
+        channel.close();
+      }
+    });
+    await t.step("the proxy closes the channel", async () => {
+      const channel = new H2Channel(backend.authority);
+      const call = callOnce(channel, "/held", new Uint8Array(0));
+      await until(() => held.length === 2, "the call to arrive");
+      channel.close();
+      assert.equal((await call).status.code, Status.UNAVAILABLE);
+      assert.equal((await callOnce(channel, "/after", new Uint8Array(0))).status.code, Status.UNAVAILABLE);
+    });
+  } finally {
+    await backend.close();
+  }
+});
+
+Deno.test("H2Channel pings the backend only while calls are open", async () => {
+  let pings = 0;
+  const held: http2.ServerHttp2Stream[] = [];
+  const backend = await rawBackend((stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    held.push(stream);
+  });
+  const channel = new H2Channel(backend.authority, { keepaliveMs: 5, keepaliveTimeoutMs: 5_000 });
+  try {
+    const call = callOnce(channel, "/held", new Uint8Array(0));
+    await until(() => backend.sessions.size === 1, "the session");
+    for (const s of backend.sessions) s.on("ping", () => pings++);
+    await until(() => pings >= 2, "pings while a call is open");
+    held[0].end(frame({ ok: true }));
+    assert.equal((await call).status.code, Status.OK);
+    const after = pings;
+    // Forty keepalive intervals with no call open: an idle connection gets no pings (grpc-go's default
+    // policy answers them with GOAWAY too_many_pings).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.ok(pings <= after + 1, `idle pings: ${pings - after}`); // one may have been on the wire
+  } finally {
+    channel.close();
+    await backend.close();
+  }
+});
+
+Deno.test("H2Channel: a sink that cancels on a message gets no more, even from the same chunk", async () => {
+  let serverClosed = false;
+  const backend = await rawBackend((stream) => {
+    stream.on("close", () => serverClosed = true);
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    stream.end(Buffer.concat([frame({ n: 1 }), frame({ n: 2 }), frame({ n: 3 })]));
+  });
+  const channel = new H2Channel(backend.authority);
+  try {
+    const events: ResponseEvent[] = [];
+    const { promise: first, resolve } = Promise.withResolvers<void>();
+    const call = channel.call("/three", new Uint8Array(0), {}, (event) => {
+      events.push(event);
+      if (event.type === "message") {
+        call.cancel();
+        resolve();
+      }
+    });
+    await first;
+    // Let the rest of the response arrive and be dropped.
+    await until(() => serverClosed, "the stream to end");
     assert.deepEqual(events.map((e) => e.type), ["headers", "message"]);
   } finally {
     channel.close();
