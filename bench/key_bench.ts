@@ -3,12 +3,13 @@
  * (`createHash`, synchronous) vs the project's {@linkcode collapseKey} (`node:crypto` over the length-prefixed
  * method, key headers and message, as hex), on request messages of 100 B, 4 KiB and 1 MiB.
  *
- * The two primitives return raw digests; `collapseKey` adds its prefixes and the hex encoding.
+ * `createHash` and Web Crypto return raw digests and the one-shot `hash()` hex; `collapseKey` adds its
+ * prefixes and the hex encoding.
  *
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import { collapseKey, DEFAULT_KEY_HEADERS } from "../src/key.ts";
 
 const METHOD = "/inventory.v1.InventoryService/GetItem";
@@ -41,6 +42,14 @@ for (const [label, bytes] of SIZES) {
     baseline: true,
     fn() {
       createHash("sha256").update(payload).digest();
+    },
+  });
+
+  Deno.bench({
+    name: `node:crypto hash("sha256", …, "hex") one-shot ${label}`,
+    group,
+    fn() {
+      hash("sha256", payload, "hex");
     },
   });
 
