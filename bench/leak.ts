@@ -15,7 +15,6 @@
  */
 
 import { parseArgs } from "node:util";
-import { V8_FLAGS } from "../src/config.ts";
 import { runLoad } from "./loadgen.ts";
 
 const { values: flags } = parseArgs({
@@ -73,7 +72,6 @@ try {
     "--allow-net",
     "--allow-env",
     "--allow-read",
-    `--v8-flags=${V8_FLAGS}`,
     "main.ts",
     "--backend",
     `127.0.0.1:${backendPort}`,

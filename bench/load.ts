@@ -29,7 +29,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
-import { V8_FLAGS } from "../src/config.ts";
 import { ECHO_MESSAGE } from "./echo_server.ts";
 import type { KeyMode, LoadResult } from "./loadgen.ts";
 
@@ -651,17 +650,10 @@ async function startStack(
   }
   const backend = spawn(`${name}-backend`, DENO, backendArgs, dir);
   const profArgs = flags["cpu-prof"] ? ["--cpu-prof-dir", flags["cpu-prof"], "--cpu-prof-md"] : [];
-  // V8 flags as `deno task start` passes them; those in --proxy-flags are appended (deno takes --v8-flags
-  // once, and V8 lets a later flag override an earlier one).
-  let v8Flags = V8_FLAGS;
-  for (const arg of flags["proxy-flags"]?.split(" ").filter(Boolean) ?? []) {
-    if (arg.startsWith("--v8-flags=")) v8Flags += "," + arg.slice("--v8-flags=".length);
-    else profArgs.push(arg);
-  }
+  profArgs.push(...(flags["proxy-flags"]?.split(" ").filter(Boolean) ?? []));
   const proxy = spawn(`${name}-proxy`, DENO, [
     "run",
     "-A",
-    `--v8-flags=${v8Flags}`,
     ...profArgs,
     flags["proxy-entry"] ?? "main.ts",
     "--backend",

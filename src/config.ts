@@ -12,17 +12,6 @@ import { LOG_LEVELS, type ProxyLogLevel } from "./log.ts";
 
 /** Default port of the gRPC listener. */
 export const DEFAULT_GRPC_PORT = 50052;
-
-/**
- * V8 flags the proxy runs with (`deno task start`, `deno task compile`, the README's commands, the load
- * harness and the process tests all pass them; a test keeps deno.json in step). V8's defaults size the heap
- * for a 4 GiB limit: new space grew to 16 MiB semi-spaces and old space to ~47 MiB with ~15 MiB live, and the
- * proxy's resident memory peaked at ~220 MB serving cache hits at saturation. With these, ~123 MB, and no
- * throughput difference beyond this machine's ±20% run-to-run noise (alternating runs, hot key, h2load
- * 8×16 streams: 7,450 and 8,826 req/s against 7,423 and 5,705 with the defaults). The old-space limit is
- * also a hard cap: 1 GiB is far above the default cache bounds (64 MiB of answers).
- */
-export const V8_FLAGS = "--max-old-space-size=1024,--max-semi-space-size=4";
 /** Default port of the metrics and health listener. */
 export const DEFAULT_METRICS_PORT = 2112;
 /** Default bound on one backend call: 10 s. */

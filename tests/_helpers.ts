@@ -6,7 +6,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { rawMethod } from "../examples/backend.ts";
-import { V8_FLAGS } from "../src/config.ts";
 import { Proxy, type ProxyOptions } from "../src/proxy.ts";
 
 export const identity = (b: Buffer): Buffer => b;
@@ -261,7 +260,7 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /** A `deno run main.ts` command with a clean environment plus `env`. */
 export function collapserCommand(args: string[], env: Record<string, string> = {}): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, MAIN, ...args],
+    args: ["run", "-A", MAIN, ...args],
     env,
     clearEnv: true,
     stdin: "null",

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig, redactCredentials, V8_FLAGS } from "../src/config.ts";
+import { ConfigError, parseConfig, redactCredentials } from "../src/config.ts";
 
 function config(args: string[], env: Record<string, string> = {}) {
   const parsed = parseConfig(args, env);
@@ -104,20 +104,4 @@ Deno.test("redactCredentials() masks a user:password part and leaves plain targe
   assert.equal(redactCredentials("dns:///svc.local:50051"), "dns:///svc.local:50051");
   assert.equal(redactCredentials("user:secret@10.0.0.1:50051"), "***@10.0.0.1:50051");
   assert.equal(redactCredentials("redis://default:secret@cache:6379/0"), "redis://***@cache:6379/0");
-});
-
-Deno.test("deno task start and compile run the proxy with V8_FLAGS", async () => {
-  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  for (const task of ["start", "compile"]) {
-    const words: string[] = config.tasks[task].split(/\s+/);
-    assert.ok(words.includes(`--v8-flags=${V8_FLAGS}`), `${task}: ${config.tasks[task]}`);
-    assert.ok(
-      words.indexOf(`--v8-flags=${V8_FLAGS}`) < words.indexOf("main.ts"),
-      `${task}: flags before main.ts`,
-    );
-  }
-  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
-  for (const line of readme.split("\n").filter((l) => /deno run .*--allow-net/.test(l))) {
-    assert.ok(line.includes(`--v8-flags=${V8_FLAGS}`), `README: ${line}`);
-  }
 });
