@@ -29,7 +29,7 @@ import {
 } from "./grpc_wire.ts";
 import { log } from "./log.ts";
 import { corkTurn } from "./cork.ts";
-import { HOP_HEADERS, type ResponseSink, statusEvent, type UpstreamCall } from "./upstream.ts";
+import { type ResponseSink, single, statusEvent, type UpstreamCall, withoutHopHeaders } from "./upstream.ts";
 
 const {
   NGHTTP2_FLAG_END_STREAM: END_STREAM,
@@ -97,12 +97,7 @@ function forwardedHeaders(
   caller: IncomingHttpHeaders,
   traceparent?: string,
 ): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const key in caller) {
-    if (key.charCodeAt(0) === 0x3a /* ':' */ || HOP_HEADERS.has(key)) continue;
-    const value = caller[key];
-    if (value !== undefined) out[key] = value;
-  }
+  const out = withoutHopHeaders(caller);
   if (traceparent !== undefined) out["traceparent"] = traceparent;
   out[":method"] = "POST";
   out[":path"] = method;
@@ -110,17 +105,6 @@ function forwardedHeaders(
   out["te"] = "trailers";
   out["grpc-accept-encoding"] = "identity,deflate,gzip";
   out["user-agent"] = "collapser";
-  return out;
-}
-
-/** Response headers or trailers → headers ready to send downstream: pseudo and per-hop headers dropped. */
-function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 0x3a || HOP_HEADERS.has(key)) continue;
-    const value = headers[key];
-    if (value !== undefined) out[key] = value;
-  }
   return out;
 }
 
@@ -165,7 +149,7 @@ export class H2Channel {
     const finish = (code: StatusCode, details: string, trailers?: IncomingHttpHeaders) => {
       if (finished) return;
       finished = true;
-      sink(statusEvent(code, details, trailers && responseHeaders(trailers)));
+      sink(statusEvent(code, details, trailers && withoutHopHeaders(trailers)));
     };
     let stream: http2.ClientHttp2Stream | undefined;
     const headers = forwardedHeaders(method, caller, options.traceparent);
@@ -210,7 +194,7 @@ export class H2Channel {
             encoding: single(headers["grpc-encoding"]),
             maxMessageBytes: this.#maxMessageBytes,
           });
-          sink({ type: "headers", headers: responseHeaders(headers) });
+          sink({ type: "headers", headers: withoutHopHeaders(headers) });
           if (early !== undefined) { for (const chunk of early.splice(0)) onData(chunk); }
         }
       });
@@ -367,8 +351,4 @@ export class H2Channel {
 function wasRefused(stream: http2.ClientHttp2Stream, error: Error | undefined): boolean {
   return stream.rstCode === NGHTTP2_REFUSED_STREAM ||
     (error as { code?: string } | undefined)?.code === "ERR_HTTP2_GOAWAY_SESSION";
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }

@@ -32,6 +32,7 @@ import type { SpanContext } from "@opentelemetry/api";
 import {
   requestMetadata,
   type ResponseEvent,
+  single,
   type StatusEvent,
   statusEvent,
   Upstream,
@@ -729,10 +730,6 @@ export function healthCheckService(message: Uint8Array): string | undefined {
 
 /** Largest delay setTimeout honours; a longer one fires after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
 
 /** A key header's value; repeated values are joined with a newline, which no header value contains. */
 function joined(value: string | string[] | undefined): string | undefined {

@@ -58,6 +58,22 @@ export const HOP_HEADERS: ReadonlySet<string> = new Set([
   "grpc-message",
 ]);
 
+/** Headers without pseudo-headers and per-hop headers, values as they came. */
+export function withoutHopHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const key in headers) {
+    if (key.charCodeAt(0) === 0x3a /* ':' */ || HOP_HEADERS.has(key)) continue;
+    const value = headers[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+/** The first value of a header that may have been repeated. */
+export function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /**
  * Request headers of a downstream call → metadata for the backend call: everything except pseudo-headers
  * and per-hop headers; `-bin` values are decoded from base64 (grpc-js encodes them again).
