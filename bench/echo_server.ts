@@ -9,21 +9,15 @@
  * @module
  */
 
-import * as http2 from "node:http2";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
-import type { AddressInfo } from "node:net";
+import { type BareServer, listenBare } from "./_h2_server.ts";
 
 /** The one message every call gets back (JSON bytes, like the example backend's answers). */
 export const ECHO_MESSAGE = JSON.stringify({ key: "echo", value: "value of echo" });
 
 /** A running echo server. */
-export interface EchoServer {
-  /** The port it listens on. */
-  readonly port: number;
-  /** Stops listening and drops every connection. */
-  close(): Promise<void>;
-}
+export type EchoServer = BareServer;
 
 /** Options for {@linkcode startEchoServer}. */
 export interface EchoServerOptions {
@@ -40,16 +34,7 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
   const frame = Buffer.alloc(5 + body.byteLength);
   frame.writeUInt32BE(body.byteLength, 1);
   body.copy(frame, 5);
-  const sessions = new Set<http2.ServerHttp2Session>();
-  // Same stream limit as the proxy, so neither is capped by SETTINGS the other does not send.
-  const server = http2.createServer({ settings: { maxConcurrentStreams: 1_000_000 }, maxSessionMemory: 512 });
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.on("close", () => sessions.delete(session));
-    session.on("error", () => {});
-  });
-  server.on("stream", (stream: http2.ServerHttp2Stream) => {
-    stream.on("error", () => {});
+  return await listenBare(port, host, (stream) => {
     stream.on("data", () => {});
     stream.on("end", () => {
       if (stream.destroyed || stream.closed) return;
@@ -58,21 +43,6 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
       stream.end(frame);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const session of sessions) session.destroy();
-      return closed;
-    },
-  };
 }
 
 if (import.meta.main) {

@@ -12,16 +12,11 @@
 
 import * as http2 from "node:http2";
 import { parseArgs } from "node:util";
-import type { AddressInfo } from "node:net";
+import { type BareServer, listenBare } from "./_h2_server.ts";
 import { corkTurn } from "../src/cork.ts";
 
 /** A running relay. */
-export interface RelayServer {
-  /** The port it listens on. */
-  readonly port: number;
-  /** Stops listening and drops every connection. */
-  close(): Promise<void>;
-}
+export type RelayServer = BareServer;
 
 /** Headers that describe one hop, not the call. */
 const HOP = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "host"]);
@@ -47,15 +42,7 @@ export async function startRelayServer(
     }
     return upstream;
   };
-  const sessions = new Set<http2.ServerHttp2Session>();
-  const server = http2.createServer({ settings: { maxConcurrentStreams: 1_000_000 }, maxSessionMemory: 512 });
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.on("close", () => sessions.delete(session));
-    session.on("error", () => {});
-  });
-  server.on("stream", (stream: http2.ServerHttp2Stream, headers) => {
-    stream.on("error", () => {});
+  const server = await listenBare(port, host, (stream, headers) => {
     const session = connected();
     corkTurn(session);
     const call = session.request({ ...forwardable(headers), ":method": "POST", ":path": headers[":path"] });
@@ -87,26 +74,20 @@ export async function startRelayServer(
     call.on("close", () => {
       if (stream.destroyed || stream.closed) return;
       corkTurn(stream.session);
-      if (responded) stream.end();
-      else {stream.respond({ ":status": 200, "grpc-status": "14", "grpc-message": "relay failed" }, {
+      if (responded) {
+        stream.end();
+      } else {
+        stream.respond({ ":status": 200, "grpc-status": "14", "grpc-message": "relay failed" }, {
           endStream: true,
-        });}
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
+        });
+      }
     });
   });
   return {
-    port: (server.address() as AddressInfo).port,
+    port: server.port,
     close: () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const session of sessions) session.destroy();
       upstream?.destroy();
-      return closed;
+      return server.close();
     },
   };
 }
