@@ -10,7 +10,7 @@
  * @module
  */
 
-import { TtlCache } from "./ttl_cache.ts";
+import { type Retention, TtlCache } from "./ttl_cache.ts";
 
 /** How a subscriber was served. */
 export type Role = "leader" | "follower" | "cache";
@@ -33,7 +33,10 @@ export interface Membership {
 
 /** Options for {@linkcode Collapser}. */
 export interface CollapserOptions<E> {
-  /** How long a finished, cacheable recording is replayed; 0 = collapse only, no cache. @default {100} */
+  /**
+   * How long a recording finished with `{ cache: true }` is replayed, unless the finish names its own
+   * TTL; 0 = collapse only, no cache. @default {100}
+   */
   ttlMs?: number;
   /** Most recordings cached at once. @default {10_000} */
   maxEntries?: number;
@@ -44,13 +47,34 @@ export interface CollapserOptions<E> {
   /** Clock in milliseconds (tests pass a fake one). @default {performance.now} */
   now?: () => number;
   /**
-   * Refresh a cached recording shortly before it expires: a hit on a recording whose remaining life is
-   * shorter than the time its producer took starts one new producer in the background, and the hit is still
-   * answered from the cache. The new recording lands about when the old one expires, so a hot key has no
-   * gap in which callers wait for the backend, and its producer still runs about once per TTL.
-   * @default {true}
+   * Refresh a cached recording shortly before it expires, unless a join says otherwise: see
+   * {@linkcode JoinOptions.refreshAhead}. @default {true}
    */
   refreshAhead?: boolean;
+}
+
+/** Per-join options of {@linkcode Collapser.join}. */
+export interface JoinOptions {
+  /**
+   * Whether a cache hit may refresh the recording ahead of its expiry. A hit in the last stretch of a
+   * recording's life starts one new producer in the background, and is still answered from the cache; the
+   * new recording lands about when the old one expires, so a hot key has no gap in which callers wait, and
+   * its producer still runs about once per TTL. The stretch is as long as the producer took, but at most
+   * half the TTL: hits in the first half of a recording's life never refresh it, so a one-off burst that
+   * is answered within that half (the tail of a herd) costs no second producer, however slow the first.
+   * @default {the collapser's refreshAhead}
+   */
+  readonly refreshAhead?: boolean;
+}
+
+/** How a finished flight's recording is kept. */
+export interface FinishOptions {
+  /** Cache the recording (for `ttlMs`, or the collapser's TTL). */
+  readonly cache: boolean;
+  /** TTL of this recording, in ms; 0 = not fresh at all (but see graceMs). @default {the collapser's} */
+  readonly ttlMs?: number;
+  /** How long past its TTL the recording is kept for {@linkcode Collapser.stale}, in ms. @default {0} */
+  readonly graceMs?: number;
 }
 
 /** Counters for metrics; monotonic unless noted. */
@@ -80,6 +104,8 @@ interface Recording<E> {
   finishedAt: number;
   /** How long the producer took. */
   tookMs: number;
+  /** How long it is fresh. */
+  ttlMs: number;
   /** Whether a refresh of this recording has been started (at most one per recording). */
   refreshing: boolean;
 }
@@ -142,20 +168,22 @@ export class Flight<E> {
     this.#owner._release(this);
   }
 
-  /** Ends the flight: subscribers get `end()`, and the recording is cached when `cache` is true. */
-  finish(options: { cache: boolean }): void {
+  /** Ends the flight: subscribers get `end()`, and the recording is cached when `options.cache` is true. */
+  finish(options: FinishOptions): void {
     if (this.#done) return;
     this.#done = true;
     const events = this.#events;
     this.#events = undefined;
     const now = this.#owner._now();
-    this.#owner._release(
-      this,
-      options.cache && events !== undefined
-        ? { events, finishedAt: now, tookMs: now - this.#startedAt, refreshing: false }
-        : undefined,
-      this.#bytes,
-    );
+    if (options.cache && events !== undefined) {
+      const ttlMs = options.ttlMs ?? this.#owner._ttlMs;
+      const recording = { events, finishedAt: now, tookMs: now - this.#startedAt, ttlMs, refreshing: false };
+      this.#owner._release(this, {
+        recording,
+        bytes: this.#bytes,
+        retention: { ttlMs, graceMs: options.graceMs },
+      });
+    } else this.#owner._release(this);
     const subscribers = [...this.#subscribers];
     this.#subscribers.clear();
     this.#owner._waiting -= subscribers.length;
@@ -207,14 +235,15 @@ export class Flight<E> {
  */
 export class Collapser<E> {
   readonly #inflight = new Map<string, Flight<E>>();
-  readonly #cache: TtlCache<Recording<E>> | undefined;
+  readonly #cache: TtlCache<Recording<E>>;
   /** Size of one event in bytes. */
   readonly sizeOf: (event: E) => number;
   #leaders = 0;
   #followers = 0;
   #cacheHits = 0;
   #refreshes = 0;
-  readonly #ttlMs: number;
+  /** @internal The TTL of a recording whose finish names none. */
+  readonly _ttlMs: number;
   readonly #refreshAhead: boolean;
   /** @internal The collapser's clock. */
   readonly _now: () => number;
@@ -224,12 +253,12 @@ export class Collapser<E> {
   constructor(options: CollapserOptions<E> = {}) {
     const { ttlMs = DEFAULT_CACHE_TTL_MS, maxEntries, maxBytes, now = () => performance.now() } = options;
     this._now = now;
-    this.#ttlMs = ttlMs;
+    this._ttlMs = ttlMs;
     this.#refreshAhead = options.refreshAhead ?? true;
     if (!Number.isFinite(ttlMs) || ttlMs < 0) {
       throw new RangeError(`Cannot create Collapser: ttlMs must be a finite number >= 0: received ${ttlMs}`);
     }
-    this.#cache = ttlMs > 0 ? new TtlCache({ ttlMs, maxEntries, maxBytes, now }) : undefined;
+    this.#cache = new TtlCache({ maxEntries, maxBytes, now });
     this.sizeOf = options.sizeOf ?? (() => 0);
   }
 
@@ -237,8 +266,13 @@ export class Collapser<E> {
    * Subscribes to `key`: replays a cached recording, joins the running flight, or becomes the leader and
    * calls `start` with a new flight. Events may be delivered before this returns.
    */
-  join(key: string, subscriber: Subscriber<E>, start: (flight: Flight<E>) => void): Membership {
-    const cached = this.#cache?.get(key);
+  join(
+    key: string,
+    subscriber: Subscriber<E>,
+    start: (flight: Flight<E>) => void,
+    options?: JoinOptions,
+  ): Membership {
+    const cached = this.#cache.get(key);
     if (cached !== undefined) {
       this.#cacheHits++;
       try {
@@ -247,8 +281,8 @@ export class Collapser<E> {
         safeEnd(subscriber);
       }
       if (
-        this.#refreshAhead && !cached.refreshing && !this.#inflight.has(key) &&
-        this._now() - cached.finishedAt >= this.#ttlMs - cached.tookMs
+        (options?.refreshAhead ?? this.#refreshAhead) && !cached.refreshing && !this.#inflight.has(key) &&
+        this._now() - cached.finishedAt >= cached.ttlMs - Math.min(cached.tookMs, cached.ttlMs / 2)
       ) {
         cached.refreshing = true;
         this.#refresh(key, start);
@@ -292,9 +326,17 @@ export class Collapser<E> {
     return this.#inflight.get(key);
   }
 
+  /**
+   * The events of the recording for `key` if it has passed its TTL but is within the grace it was finished
+   * with, so that a caller may be given it when a new producer fails. Undefined otherwise.
+   */
+  stale(key: string): readonly E[] | undefined {
+    return this.#cache.getStale(key)?.events;
+  }
+
   /** Forgets the cached recording for `key`, if any. */
   forget(key: string): void {
-    this.#cache?.delete(key);
+    this.#cache.delete(key);
   }
 
   /** A snapshot of the counters and gauges. */
@@ -306,16 +348,19 @@ export class Collapser<E> {
       refreshes: this.#refreshes,
       inflight: this.#inflight.size,
       waiting: this._waiting,
-      cacheEntries: this.#cache?.size ?? 0,
-      cacheBytes: this.#cache?.bytes ?? 0,
-      cacheEvictions: this.#cache?.evictions ?? 0,
+      cacheEntries: this.#cache.size,
+      cacheBytes: this.#cache.bytes,
+      cacheEvictions: this.#cache.evictions,
     };
   }
 
   /** @internal A flight stops being joinable; caches its recording if given. */
-  _release(flight: Flight<E>, recording?: Recording<E>, bytes = 0): void {
+  _release(
+    flight: Flight<E>,
+    cached?: { recording: Recording<E>; bytes: number; retention: Retention },
+  ): void {
     if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key);
-    if (recording !== undefined) this.#cache?.set(flight.key, recording, bytes);
+    if (cached !== undefined) this.#cache.set(flight.key, cached.recording, cached.bytes, cached.retention);
   }
 }
 

@@ -1,14 +1,21 @@
 /**
- * A bounded cache whose entries all live for the same time-to-live.
+ * A bounded cache whose entries each live for a TTL, and may be kept a grace period beyond it to be served
+ * stale on request.
  *
  * @module
  */
 
+/** How long one entry lives. */
+export interface Retention {
+  /** How long the entry is fresh (returned by `get`), in ms. */
+  readonly ttlMs: number;
+  /** How long after that it is kept for `getStale`, in ms. @default {0} */
+  readonly graceMs?: number;
+}
+
 /** Options for {@linkcode TtlCache}. */
 export interface TtlCacheOptions {
-  /** How long an entry lives, in milliseconds. Must be > 0. */
-  ttlMs: number;
-  /** Most entries held at once; the oldest goes first. @default {10_000} */
+  /** Most entries held at once (stale ones included); the first to expire goes first. @default {10_000} */
   maxEntries?: number;
   /** Most bytes held at once (as reported by the caller of `set`). @default {64 MiB} */
   maxBytes?: number;
@@ -20,7 +27,10 @@ interface Entry<V> {
   readonly key: string;
   readonly value: V;
   readonly bytes: number;
-  readonly expiresAt: number;
+  /** `get` returns the entry until then. */
+  readonly freshUntil: number;
+  /** The entry is dropped then; `getStale` returns it between `freshUntil` and this. */
+  readonly keepUntil: number;
 }
 
 /** Default most entries held by a {@linkcode TtlCache}. */
@@ -29,38 +39,37 @@ export const DEFAULT_CACHE_MAX_ENTRIES = 10_000;
 export const DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
- * Every entry has the same TTL, so insertion order is expiry order: the oldest entry is always the one to
- * expire (and to evict) next. Expiry and eviction pop from the front of a FIFO, with no timers. An LRU would
- * buy nothing here: a hit does not extend an entry's life.
+ * Entries that share a retention (the same TTL and grace) expire in insertion order, so each retention has
+ * its own FIFO and expiry and eviction pop from the fronts, with no timers and no sorting. There are only
+ * as many FIFOs as distinct retentions in use (one per policy rule at most), so finding the entry that
+ * expires first is a walk over a handful of fronts. An LRU would buy nothing here: a hit does not extend an
+ * entry's life.
  *
- * The FIFO is an array with a moving head, not the Map's own order: walking a Map from its front skips every
+ * Each FIFO is an array with a moving head, not a Map's own order: walking a Map from its front skips every
  * slot deleted since V8 last rehashed it, which made each `set` on a full 10,000-entry cache cost ~14 µs
- * (bench/core_bench.ts). Entries deleted or replaced stay in the array as stale slots until they reach the
- * front; every entry reaches the front within one TTL, so the array stays bounded.
+ * (bench/core_bench.ts). Entries deleted or replaced stay in their FIFO as stale slots until they reach the
+ * front; every entry reaches the front within its retention, so the arrays stay bounded.
  *
  * @example
  * ```ts
- * const cache = new TtlCache<string>({ ttlMs: 100 });
- * cache.set("k", "v", 1);
+ * const cache = new TtlCache<string>();
+ * cache.set("k", "v", 1, { ttlMs: 100, graceMs: 1000 });
  * cache.get("k"); // "v" for the next 100 ms, then undefined
+ * cache.getStale("k"); // "v" from 100 ms to 1100 ms
  * ```
  */
 export class TtlCache<V> {
   readonly #entries = new Map<string, Entry<V>>();
-  #order: (Entry<V> | undefined)[] = [];
-  #head = 0;
-  readonly #ttlMs: number;
+  /** One FIFO per retention in use, keyed `${ttlMs}/${graceMs}`. */
+  readonly #fifos = new Map<string, Fifo<V>>();
   readonly #maxEntries: number;
   readonly #maxBytes: number;
   readonly #now: () => number;
   #bytes = 0;
   #evictions = 0;
 
-  constructor(options: TtlCacheOptions) {
-    const { ttlMs, maxEntries = DEFAULT_CACHE_MAX_ENTRIES, maxBytes = DEFAULT_CACHE_MAX_BYTES } = options;
-    if (!Number.isFinite(ttlMs) || ttlMs <= 0) {
-      throw new RangeError(`Cannot create TtlCache: ttlMs must be a finite number > 0: received ${ttlMs}`);
-    }
+  constructor(options: TtlCacheOptions = {}) {
+    const { maxEntries = DEFAULT_CACHE_MAX_ENTRIES, maxBytes = DEFAULT_CACHE_MAX_BYTES } = options;
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(
         `Cannot create TtlCache: maxEntries must be an integer >= 1: received ${maxEntries}`,
@@ -71,13 +80,12 @@ export class TtlCache<V> {
         `Cannot create TtlCache: maxBytes must be a finite number >= 0: received ${maxBytes}`,
       );
     }
-    this.#ttlMs = ttlMs;
     this.#maxEntries = maxEntries;
     this.#maxBytes = maxBytes;
     this.#now = options.now ?? (() => performance.now());
   }
 
-  /** Entries held now (expired ones not yet swept included). */
+  /** Entries held now (stale ones, and expired ones not yet swept, included). */
   get size(): number {
     return this.#entries.size;
   }
@@ -92,33 +100,49 @@ export class TtlCache<V> {
     return this.#evictions;
   }
 
-  /** The live value for `key`, or undefined. */
+  /** The fresh value for `key`, or undefined. */
   get(key: string): V | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     const now = this.#now();
-    if (entry.expiresAt <= now) {
-      this.#sweep(now);
-      return undefined;
-    }
-    return entry.value;
+    if (entry.freshUntil > now) return entry.value;
+    if (entry.keepUntil <= now) this.#sweep(now);
+    return undefined;
+  }
+
+  /** The value for `key` if it is past its TTL but within its grace, or undefined. */
+  getStale(key: string): V | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    const now = this.#now();
+    return entry.freshUntil <= now && now < entry.keepUntil ? entry.value : undefined;
   }
 
   /**
-   * Stores `value` for the TTL. A value larger than maxBytes is not stored; returns whether it was.
+   * Stores `value` for `retention`, replacing any entry for `key`. A value larger than maxBytes, or one with
+   * nothing to keep (TTL and grace both 0), is not stored; returns whether it was.
    */
-  set(key: string, value: V, bytes: number): boolean {
+  set(key: string, value: V, bytes: number, retention: Retention): boolean {
+    const { ttlMs, graceMs = 0 } = retention;
+    if (!(ttlMs >= 0 && graceMs >= 0 && Number.isFinite(ttlMs + graceMs))) {
+      throw new RangeError(
+        `TtlCache.set: ttlMs and graceMs must be finite numbers >= 0: ${ttlMs}, ${graceMs}`,
+      );
+    }
     const now = this.#now();
     this.delete(key);
     this.#sweep(now);
-    if (bytes > this.#maxBytes) return false;
+    if (bytes > this.#maxBytes || ttlMs + graceMs === 0) return false;
     while (this.#entries.size >= this.#maxEntries || this.#bytes + bytes > this.#maxBytes) {
-      this.#remove(this.#oldest()!);
+      this.#remove(this.#firstToExpire()!.shift()!);
       this.#evictions++;
     }
-    const entry = { key, value, bytes, expiresAt: now + this.#ttlMs };
+    const entry = { key, value, bytes, freshUntil: now + ttlMs, keepUntil: now + ttlMs + graceMs };
+    const id = `${ttlMs}/${graceMs}`;
+    let fifo = this.#fifos.get(id);
+    if (fifo === undefined) this.#fifos.set(id, fifo = new Fifo(this.#entries));
+    fifo.push(entry);
     this.#entries.set(key, entry);
-    this.#order.push(entry);
     this.#bytes += bytes;
     return true;
   }
@@ -134,8 +158,7 @@ export class TtlCache<V> {
   /** Drops every entry. */
   clear(): void {
     this.#entries.clear();
-    this.#order = [];
-    this.#head = 0;
+    this.#fifos.clear();
     this.#bytes = 0;
   }
 
@@ -144,26 +167,65 @@ export class TtlCache<V> {
     this.#bytes -= entry.bytes;
   }
 
+  /** The FIFO whose front stops being fresh first (a stale entry goes before a fresh one). */
+  #firstToExpire(): Fifo<V> | undefined {
+    let first: Fifo<V> | undefined;
+    let at = Infinity;
+    for (const fifo of this.#fifos.values()) {
+      const front = fifo.front();
+      if (front !== undefined && front.freshUntil < at) {
+        first = fifo;
+        at = front.freshUntil;
+      }
+    }
+    return first;
+  }
+
+  /** Drops every entry past its retention, from the front of each FIFO; forgets FIFOs left empty. */
+  #sweep(now: number): void {
+    for (const [id, fifo] of this.#fifos) {
+      for (let entry = fifo.front(); entry !== undefined && entry.keepUntil <= now; entry = fifo.front()) {
+        this.#remove(fifo.shift()!);
+      }
+      if (fifo.front() === undefined) this.#fifos.delete(id);
+    }
+  }
+}
+
+/** Entries of one retention in insertion (so expiry) order; slots of entries no longer live are skipped. */
+class Fifo<V> {
+  #order: (Entry<V> | undefined)[] = [];
+  #head = 0;
+  readonly #live: Map<string, Entry<V>>;
+
+  constructor(live: Map<string, Entry<V>>) {
+    this.#live = live;
+  }
+
+  push(entry: Entry<V>): void {
+    this.#order.push(entry);
+  }
+
   /** The oldest live entry, dropping stale slots in front of it. */
-  #oldest(): Entry<V> | undefined {
+  front(): Entry<V> | undefined {
     const order = this.#order;
     while (this.#head < order.length) {
       const entry = order[this.#head];
-      if (entry !== undefined && this.#entries.get(entry.key) === entry) return entry;
+      if (entry !== undefined && this.#live.get(entry.key) === entry) return entry;
       order[this.#head++] = undefined;
     }
     return undefined;
   }
 
-  /** Drops expired entries from the front (they are in expiry order), then compacts the FIFO. */
-  #sweep(now: number): void {
-    for (let entry = this.#oldest(); entry !== undefined && entry.expiresAt <= now; entry = this.#oldest()) {
-      this.#remove(entry);
-      this.#order[this.#head++] = undefined;
-    }
+  /** Takes the oldest live entry off the FIFO (the caller removes it from the live map), then compacts. */
+  shift(): Entry<V> | undefined {
+    const entry = this.front();
+    if (entry === undefined) return undefined;
+    this.#order[this.#head++] = undefined;
     if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
       this.#order = this.#order.slice(this.#head);
       this.#head = 0;
     }
+    return entry;
   }
 }

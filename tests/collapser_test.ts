@@ -296,3 +296,82 @@ Deno.test("Collapser with refreshAhead: false never calls the producer before th
   assert.equal(collapser.join("k", recorder(), start).role, "cache");
   assert.equal(started, 1);
 });
+
+Deno.test("Collapser refresh-ahead: a burst answered in the first half of the TTL never refreshes, however slow the producer", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 200, now: () => clock.now });
+  const flights: Flight<string>[] = [];
+  const start = (flight: Flight<string>) => flights.push(flight);
+  collapser.join("k", recorder(), start);
+  clock.tick(313); // the producer took longer than the TTL (a herd kept the event loop busy)
+  flights[0].emit("v1");
+  flights[0].finish({ cache: true });
+  for (let i = 0; i < 99; i++) {
+    assert.equal(collapser.join("k", recorder(), start).role, "cache");
+    clock.tick(1); // the tail of the herd, 99 ms of it
+  }
+  assert.equal(flights.length, 1, "no refresh in the first half of the recording's life");
+  clock.tick(1); // 100 ms: half the TTL left, and the producer took longer than that
+  assert.equal(collapser.join("k", recorder(), start).role, "cache");
+  assert.equal(flights.length, 2, "a key still asked for at half-life is hot: one refresh");
+});
+
+Deno.test("Collapser.join() with refreshAhead: false never refreshes that join's hit", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now });
+  let started = 0;
+  const start = (flight: Flight<string>) => {
+    started++;
+    clock.tick(20);
+    flight.emit("v");
+    flight.finish({ cache: true });
+  };
+  collapser.join("k", recorder(), start);
+  clock.tick(90);
+  assert.equal(collapser.join("k", recorder(), start, { refreshAhead: false }).role, "cache");
+  assert.equal(started, 1);
+  assert.equal(collapser.join("k", recorder(), start, { refreshAhead: true }).role, "cache");
+  assert.equal(started, 2);
+});
+
+Deno.test("Collapser caches each recording for the TTL its finish names", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now });
+  const finishWith = (ttlMs: number | undefined) => (flight: Flight<string>) => {
+    flight.emit(`ttl ${ttlMs}`);
+    flight.finish({ cache: true, ttlMs });
+  };
+  collapser.join("default", recorder(), finishWith(undefined));
+  collapser.join("long", recorder(), finishWith(1_000));
+  collapser.join("none", recorder(), finishWith(0));
+  clock.tick(100);
+  assert.equal(collapser.join("default", recorder(), finishWith(undefined)).role, "leader");
+  assert.equal(collapser.join("none", recorder(), finishWith(0)).role, "leader");
+  const r = recorder();
+  assert.equal(collapser.join("long", r, finishWith(1_000), { refreshAhead: false }).role, "cache");
+  assert.deepEqual(r.events, ["ttl 1000"]);
+});
+
+Deno.test("Collapser.stale() returns a recording past its TTL and within its grace, for that key only", async (t) => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now });
+  collapser.join("k", recorder(), (flight) => {
+    flight.emit("good answer");
+    flight.finish({ cache: true, graceMs: 1_000 });
+  });
+  await t.step("not while fresh", () => assert.equal(collapser.stale("k"), undefined));
+  await t.step("past the TTL: a new producer runs, and stale() has the old answer", () => {
+    clock.tick(100);
+    let flight: Flight<string> | undefined;
+    assert.equal(collapser.join("k", recorder(), (f) => flight = f).role, "leader");
+    assert.deepEqual(collapser.stale("k"), ["good answer"]);
+    assert.equal(collapser.stale("other"), undefined, "never another key's");
+    flight!.emit("failure");
+    flight!.finish({ cache: false });
+    assert.deepEqual(collapser.stale("k"), ["good answer"], "a failure does not replace it");
+  });
+  await t.step("past the grace: gone", () => {
+    clock.tick(1_000);
+    assert.equal(collapser.stale("k"), undefined);
+  });
+});
