@@ -5,10 +5,13 @@
  */
 
 import { startAdmin } from "./src/admin.ts";
-import { ConfigError, parseConfig, redactCredentials, USAGE } from "./src/config.ts";
+import { ConfigError, parseConfig, policyDefaults, redactCredentials, USAGE } from "./src/config.ts";
 import { formatDuration } from "./src/duration.ts";
 import { log, setupLogging } from "./src/log.ts";
 import { Metrics } from "./src/metrics.ts";
+import { DescriptorError } from "./src/descriptor.ts";
+import { PolicyFileError } from "./src/policy_file.ts";
+import { describePolicy, PolicySource, reloadOnSighup } from "./src/policy_source.ts";
 import { Proxy } from "./src/proxy.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
@@ -29,11 +32,26 @@ export async function main(args: string[]): Promise<number> {
   const { config } = parsed;
   setupLogging(config.logLevel);
 
+  const policySource = new PolicySource(policyDefaults(config), {
+    policyFile: config.policyFile,
+    descriptorSet: config.descriptorSet,
+    reflection: config.reflection ? config.backend : undefined,
+  });
+  let policy;
+  try {
+    policy = await policySource.load();
+  } catch (err) {
+    // A bad file is a bad flag; a backend that does not answer reflection is not.
+    console.error(`collapser: ${(err as Error).message}`);
+    if (err instanceof PolicyFileError || err instanceof DescriptorError) console.error(`\n${USAGE}`);
+    return 1;
+  }
+
   const metrics = new Metrics();
   let proxy: Proxy | undefined;
   let admin;
   try {
-    proxy = await Proxy.start({ ...config, observer: metrics });
+    proxy = await Proxy.start({ ...config, policy, observer: metrics });
     const running = proxy;
     metrics.attach({ proxyStats: () => running.stats(), collapserStats: () => running.collapser.stats() });
     admin = await startAdmin({
@@ -55,8 +73,21 @@ export async function main(args: string[]): Promise<number> {
     backendTimeout: formatDuration(config.backendTimeoutMs),
     shutdownTimeout: formatDuration(config.shutdownTimeoutMs),
     keyHeaders: config.keyHeaders,
+    ignoreHeaders: config.ignoreHeaders,
+    collapse: config.collapse?.source ?? ["*"],
+    noCollapse: config.noCollapse?.source ?? [],
+    ...describePolicy(policy),
+    shadow: config.shadow,
+    staleIfError: formatDuration(config.staleIfErrorMs),
+    refreshAhead: config.refreshAhead,
     maxMessageBytes: config.maxMessageBytes,
     logLevel: config.logLevel,
+  });
+
+  const running = proxy;
+  reloadOnSighup(policySource, (reloaded) => {
+    running.policy = reloaded.policy;
+    metrics.reloaded(reloaded.errors.length === 0);
   });
 
   const signal = Promise.withResolvers<string>();

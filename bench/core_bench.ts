@@ -14,17 +14,13 @@
 
 import { Collapser, type Flight, type Membership, type Subscriber } from "../src/collapser.ts";
 import { encodeFrame, Status } from "../src/grpc_wire.ts";
-import { collapseKey, DEFAULT_KEY_HEADERS } from "../src/key.ts";
+import { collapseKey } from "../src/key.ts";
+import { METHOD, REQUEST_HEADERS } from "./_fixtures.ts";
 import { type ResponseEvent, statusEvent } from "../src/upstream.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixtures: a realistic unary call, as the proxy sees it.
 
-const METHOD = "/inventory.v1.InventoryService/GetItem";
-/** Values of the key headers (the default: `authorization`). */
-const KEY_VALUES: readonly (string | undefined)[] = DEFAULT_KEY_HEADERS.map(() =>
-  "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJlLWJ5dGVz"
-);
 const MESSAGE_BYTES = 100;
 /** A 100 B request message. */
 const REQUEST = crypto.getRandomValues(new Uint8Array(MESSAGE_BYTES));
@@ -61,7 +57,7 @@ const proxyCollapser = (ttlMs?: number) => new Collapser<ResponseEvent>({ ttlMs,
 
 const HERD = 10_000;
 const subscribers: Subscriber<ResponseEvent>[] = Array.from({ length: HERD }, idleSubscriber);
-const HERD_KEY = collapseKey(METHOD, KEY_VALUES, REQUEST);
+const HERD_KEY = collapseKey(METHOD, REQUEST_HEADERS, REQUEST);
 
 let heldFlight: Flight<ResponseEvent> | undefined;
 const holdFlight = (flight: Flight<ResponseEvent>) => {
@@ -197,7 +193,7 @@ Deno.bench({
   baseline: true,
   fn() {
     uniqueView.setUint32(0, unique++);
-    leadOnce(leadCached, collapseKey(METHOD, KEY_VALUES, uniqueRequest), true);
+    leadOnce(leadCached, collapseKey(METHOD, REQUEST_HEADERS, uniqueRequest), true);
   },
 });
 
@@ -206,7 +202,7 @@ Deno.bench({
   group: "no contention: ns/op = 1 call",
   fn() {
     uniqueView.setUint32(0, unique++);
-    leadOnce(leadUncached, collapseKey(METHOD, KEY_VALUES, uniqueRequest), false);
+    leadOnce(leadUncached, collapseKey(METHOD, REQUEST_HEADERS, uniqueRequest), false);
   },
 });
 
@@ -231,7 +227,7 @@ Deno.bench({
 // nothing. The TTL outlasts the run so every op is a hit (checked).
 
 const hits = proxyCollapser(3_600_000);
-const HIT_KEY = collapseKey(METHOD, KEY_VALUES, REQUEST);
+const HIT_KEY = collapseKey(METHOD, REQUEST_HEADERS, REQUEST);
 leadOnce(hits, HIT_KEY, true);
 const hitSubscriber = idleSubscriber();
 
@@ -244,7 +240,7 @@ Deno.bench({
   group: "cache hits: ns/op = 1 hit",
   baseline: true,
   fn() {
-    hit(collapseKey(METHOD, KEY_VALUES, REQUEST));
+    hit(collapseKey(METHOD, REQUEST_HEADERS, REQUEST));
   },
 });
 

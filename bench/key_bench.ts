@@ -1,7 +1,7 @@
 /**
  * SHA-256 for the collapse key: Web Crypto (`crypto.subtle.digest`, asynchronous) vs `node:crypto`
  * (`createHash`, synchronous) vs the project's {@linkcode collapseKey} (`node:crypto` over the length-prefixed
- * method, key headers and message, as hex), on request messages of 100 B, 4 KiB and 1 MiB.
+ * method, the request metadata in the key and message, as hex), on request messages of 100 B, 4 KiB and 1 MiB.
  *
  * `createHash` and Web Crypto return raw digests and the one-shot `hash()` hex; `collapseKey` adds its
  * prefixes and the hex encoding.
@@ -10,12 +10,8 @@
  */
 
 import { createHash, hash } from "node:crypto";
-import { collapseKey, DEFAULT_KEY_HEADERS } from "../src/key.ts";
-
-const METHOD = "/inventory.v1.InventoryService/GetItem";
-const KEY_VALUES: readonly (string | undefined)[] = DEFAULT_KEY_HEADERS.map(() =>
-  "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJlLWJ5dGVz"
-);
+import { collapseKey } from "../src/key.ts";
+import { METHOD, REQUEST_HEADERS } from "./_fixtures.ts";
 
 /** Fills `bytes` with random data; getRandomValues takes at most 64 KiB at a time. */
 function randomBytes(bytes: number): Uint8Array<ArrayBuffer> {
@@ -65,7 +61,7 @@ for (const [label, bytes] of SIZES) {
     name: `collapseKey ${label}`,
     group,
     fn() {
-      collapseKey(METHOD, KEY_VALUES, payload);
+      collapseKey(METHOD, REQUEST_HEADERS, payload);
     },
   });
 }

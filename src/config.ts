@@ -7,8 +7,9 @@
 import { parseArgs } from "node:util";
 import { parseDuration } from "./duration.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc_wire.ts";
-import { DEFAULT_KEY_HEADERS } from "./key.ts";
+import { DEFAULT_KEY_HEADERS, headerName, ignoredHeaderName } from "./key.ts";
 import { LOG_LEVELS, type ProxyLogLevel } from "./log.ts";
+import { type MethodPatterns, methodPatterns, type PolicyDefaults } from "./policy.ts";
 
 /** Default port of the gRPC listener. */
 export const DEFAULT_GRPC_PORT = 50052;
@@ -38,8 +39,26 @@ export interface Config {
   cacheTtlMs: number;
   /** Bound on one backend call, in ms. */
   backendTimeoutMs: number;
-  /** Request metadata keys whose values are part of the collapse key (lower case). */
+  /** Request metadata always in the collapse key, whatever is ignored (lower case; authorization first). */
   keyHeaders: string[];
+  /** Request metadata names and globs left out of the key, besides the built-in per-call ones. */
+  ignoreHeaders: string[];
+  /** Allowlist of methods that collapse; undefined = every method. */
+  collapse: MethodPatterns | undefined;
+  /** Methods that never collapse; wins over the allowlist. */
+  noCollapse: MethodPatterns | undefined;
+  /** The policy file, if any. */
+  policyFile: string | undefined;
+  /** A FileDescriptorSet file describing the backend's methods, if any. */
+  descriptorSet: string | undefined;
+  /** Ask the backend over gRPC reflection what it serves. */
+  reflection: boolean;
+  /** Shadow mode: pass everything through, count what collapsing would have saved. */
+  shadow: boolean;
+  /** How long past its TTL an OK answer may stand in for a failed backend call, in ms; 0 = off. */
+  staleIfErrorMs: number;
+  /** Refresh hot answers in the background shortly before they expire. */
+  refreshAhead: boolean;
   /** Largest request message accepted, in bytes. */
   maxMessageBytes: number;
   /** Lowest log level written. */
@@ -68,8 +87,24 @@ Options (each overrides the environment variable in brackets):
   --metrics-port N           metrics and health port                     [METRICS_PORT] (default ${DEFAULT_METRICS_PORT})
   --cache-ttl DURATION       how long answers are reused; 0 = no cache   [COLLAPSER_CACHE_DURATION] (default 100ms)
   --backend-timeout DURATION bound on one backend call                   [BACKEND_TIMEOUT] (default 10s)
-  --key-headers LIST         more metadata keys that separate callers,   [COLLAPSER_KEY_HEADERS]
-                             comma-separated (authorization always is)
+  --key-headers LIST         metadata always in the key, even if ignored [COLLAPSER_KEY_HEADERS]
+                             (authorization always is); comma-separated
+  --ignore-headers LIST      metadata left out of the key on purpose     [COLLAPSER_IGNORE_HEADERS]
+                             (every other entry is in it); names or globs: x-request-id,x-debug-*
+  --collapse PATTERNS        only these methods collapse: globs like     [COLLAPSER_COLLAPSE] (default *)
+                             /shop.Catalog/*, /shop.*/Get*, and "declared" (methods the service
+                             declares NO_SIDE_EFFECTS or IDEMPOTENT)
+  --no-collapse PATTERNS     these methods never collapse (wins)         [COLLAPSER_NO_COLLAPSE]
+  --policy FILE              per-method rules, YAML or JSON; SIGHUP      [COLLAPSER_POLICY]
+                             reloads it
+  --descriptor-set FILE      a FileDescriptorSet (protoc -o, buf build)  [COLLAPSER_DESCRIPTOR_SET]
+  --reflection               ask the backend's gRPC reflection service   [COLLAPSER_REFLECTION]
+                             (at start-up and on SIGHUP)
+  --shadow                   collapse nothing; count what would have     [COLLAPSER_SHADOW]
+                             been saved (metrics)
+  --stale-if-error DURATION  answer with an expired OK answer this old   [COLLAPSER_STALE_IF_ERROR] (default 0: off)
+                             when the backend call fails (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
+  --[no-]refresh-ahead       refresh hot answers before they expire      [COLLAPSER_REFRESH_AHEAD] (default on)
   --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
   --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)
@@ -101,6 +136,16 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
         "cache-ttl": { type: "string" },
         "backend-timeout": { type: "string" },
         "key-headers": { type: "string" },
+        "ignore-headers": { type: "string" },
+        collapse: { type: "string" },
+        "no-collapse": { type: "string" },
+        policy: { type: "string" },
+        "descriptor-set": { type: "string" },
+        reflection: { type: "boolean" },
+        shadow: { type: "boolean" },
+        "stale-if-error": { type: "string" },
+        "refresh-ahead": { type: "boolean" },
+        "no-refresh-ahead": { type: "boolean" },
         "max-message-size": { type: "string" },
         "log-level": { type: "string" },
         "shutdown-timeout": { type: "string" },
@@ -123,6 +168,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
   if (backend === undefined || backend.value.trim() === "") {
     throw new ConfigError("no backend: set --backend HOST:PORT or BACKEND_ADDRESS");
   }
+  checkTarget(backend.value.trim(), backend.source);
   const port = (flag: keyof typeof values, name: string, fallback: number) => {
     const found = pick(flag, name);
     if (found === undefined) return fallback;
@@ -160,16 +206,64 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     );
   }
 
-  const keyHeaders = [...DEFAULT_KEY_HEADERS];
-  const extra = pick("key-headers", "COLLAPSER_KEY_HEADERS");
-  for (const raw of extra?.value.split(",") ?? []) {
-    const name = raw.trim().toLowerCase();
-    if (name === "") continue;
-    if (!/^[0-9a-z_.-]+$/.test(name)) {
-      throw new ConfigError(`${extra!.source}: invalid metadata key ${JSON.stringify(raw.trim())}`);
+  const names = (flag: keyof typeof values, name: string, check: (raw: string) => string) => {
+    const found = pick(flag, name);
+    const out: string[] = [];
+    for (const raw of found?.value.split(",") ?? []) {
+      if (raw.trim() === "") continue;
+      let checked: string;
+      try {
+        checked = check(raw);
+      } catch (err) {
+        throw new ConfigError(`${found!.source}: ${(err as Error).message}`);
+      }
+      if (!out.includes(checked)) out.push(checked);
     }
-    if (!keyHeaders.includes(name)) keyHeaders.push(name);
+    return out;
+  };
+  const keyHeaders = [
+    ...new Set([
+      ...DEFAULT_KEY_HEADERS,
+      ...names("key-headers", "COLLAPSER_KEY_HEADERS", (raw) => headerName(raw, { glob: false })),
+    ]),
+  ];
+  const ignoreHeaders = names("ignore-headers", "COLLAPSER_IGNORE_HEADERS", ignoredHeaderName);
+  const patterns = (flag: keyof typeof values, name: string, allowDeclared: boolean) => {
+    const found = pick(flag, name);
+    if (found === undefined) return undefined;
+    try {
+      return methodPatterns(found.value, { allowDeclared });
+    } catch (err) {
+      throw new ConfigError(`${found.source}: ${(err as Error).message}`);
+    }
+  };
+  const collapse = patterns("collapse", "COLLAPSER_COLLAPSE", true);
+  const noCollapse = patterns("no-collapse", "COLLAPSER_NO_COLLAPSE", false);
+  const flagOrEnv = (flag: keyof typeof values, name: string, fallback: boolean) => {
+    if (values[flag] === true) return true;
+    const fromEnv = env[name];
+    if (fromEnv === undefined || fromEnv === "") return fallback;
+    const lower = fromEnv.toLowerCase();
+    if (["1", "true", "yes", "on"].includes(lower)) return true;
+    if (["0", "false", "no", "off"].includes(lower)) return false;
+    throw new ConfigError(`${name}: expected true or false, got ${JSON.stringify(fromEnv)}`);
+  };
+  const reflection = flagOrEnv("reflection", "COLLAPSER_REFLECTION", false);
+  const descriptorSet = pick("descriptor-set", "COLLAPSER_DESCRIPTOR_SET")?.value;
+  if (collapse?.declared && !reflection && descriptorSet === undefined) {
+    throw new ConfigError(
+      `${
+        pick("collapse", "COLLAPSER_COLLAPSE")!.source
+      }: "declared" needs --descriptor-set or --reflection ` +
+        `to know what the service declares`,
+    );
   }
+  if (values["refresh-ahead"] && values["no-refresh-ahead"]) {
+    throw new ConfigError("--refresh-ahead and --no-refresh-ahead: give one");
+  }
+  const refreshAhead = values["no-refresh-ahead"]
+    ? false
+    : flagOrEnv("refresh-ahead", "COLLAPSER_REFRESH_AHEAD", true);
 
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   const maxFound = pick("max-message-size", "COLLAPSER_MAX_MESSAGE_SIZE");
@@ -192,11 +286,48 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       cacheTtlMs: duration("cache-ttl", "COLLAPSER_CACHE_DURATION", DEFAULT_CACHE_DURATION_MS, true),
       backendTimeoutMs: duration("backend-timeout", "BACKEND_TIMEOUT", DEFAULT_BACKEND_TIMEOUT_MS, false),
       keyHeaders,
+      ignoreHeaders,
+      collapse,
+      noCollapse,
+      policyFile: pick("policy", "COLLAPSER_POLICY")?.value,
+      descriptorSet,
+      reflection,
+      shadow: flagOrEnv("shadow", "COLLAPSER_SHADOW", false),
+      staleIfErrorMs: duration("stale-if-error", "COLLAPSER_STALE_IF_ERROR", 0, true),
+      refreshAhead,
       maxMessageBytes,
       logLevel,
       shutdownTimeoutMs: duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT_MS, true),
     },
   };
+}
+
+/** The policy every method gets unless a rule or the service says otherwise. */
+export function policyDefaults(config: Config): PolicyDefaults {
+  return {
+    ttlMs: config.cacheTtlMs,
+    keyHeaders: config.keyHeaders,
+    ignoreHeaders: config.ignoreHeaders,
+    staleIfErrorMs: config.staleIfErrorMs,
+    refreshAhead: config.refreshAhead,
+    collapse: config.collapse,
+    noCollapse: config.noCollapse,
+  };
+}
+
+/**
+ * Rejects a backend target that can never be reached: one that names no gRPC resolver scheme must be
+ * `host:port` or `[v6]:port` with a port from 1 to 65535 (grpc-js would take `:::` and fail every call).
+ */
+function checkTarget(target: string, source: string): void {
+  if (/^(dns|unix|unix-abstract|ipv4|ipv6|vsock):/i.test(target)) return;
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(target);
+  if (match === null || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+    throw new ConfigError(
+      `${source}: invalid backend ${JSON.stringify(target)} (expected HOST:PORT, [IPv6]:PORT, ` +
+        `or a grpc-js target such as dns:///svc:50051 or unix:/path)`,
+    );
+  }
 }
 
 /** A target or URL with any `user:password@` part masked, for logs. */

@@ -29,7 +29,14 @@ import {
 } from "./grpc_wire.ts";
 import { log } from "./log.ts";
 import { corkTurn } from "./cork.ts";
-import { type ResponseSink, single, statusEvent, type UpstreamCall, withoutHopHeaders } from "./upstream.ts";
+import {
+  RESPONSE_HOP_HEADERS,
+  type ResponseSink,
+  single,
+  statusEvent,
+  type UpstreamCall,
+  withoutHopHeaders,
+} from "./upstream.ts";
 
 const {
   NGHTTP2_FLAG_END_STREAM: END_STREAM,
@@ -194,7 +201,7 @@ export class H2Channel {
             encoding: single(headers["grpc-encoding"]),
             maxMessageBytes: this.#maxMessageBytes,
           });
-          sink({ type: "headers", headers: withoutHopHeaders(headers) });
+          sink({ type: "headers", headers: withoutHopHeaders(headers, RESPONSE_HOP_HEADERS) });
           if (early !== undefined) { for (const chunk of early.splice(0)) onData(chunk); }
         }
       });

@@ -7,7 +7,7 @@
 import client from "prom-client";
 import type { CollapserStats } from "./collapser.ts";
 import { Status, type StatusCode } from "./grpc_wire.ts";
-import type { Outcome, ProxyObserver, ProxyStats } from "./proxy.ts";
+import type { CallReport, ProxyObserver, ProxyStats } from "./proxy.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */
 export const DEFAULT_MAX_METHOD_LABELS = 200;
@@ -79,6 +79,9 @@ export class Metrics implements ProxyObserver {
   readonly #requestDuration: client.Histogram<"outcome">;
   readonly #backendCalls: client.Counter<"method" | "code">;
   readonly #backendLatency: client.Histogram<"method">;
+  readonly #shadow: client.Counter<"method" | "would">;
+  readonly #stale: client.Counter<"method">;
+  readonly #reloads: client.Counter<"result">;
   #source: MetricsSource | undefined;
 
   /**
@@ -117,6 +120,28 @@ export class Metrics implements ProxyObserver {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
+
+    this.#shadow = new client.Counter({
+      name: "collapser_shadow_calls_total",
+      help:
+        "Shadow mode: collapsible calls passed through, by method and what they would have been (would: leader, follower, cache).",
+      labelNames: ["method", "would"],
+      registers,
+    });
+    this.#stale = new client.Counter({
+      name: "collapser_stale_answers_total",
+      help: "Calls answered with a stale answer because the backend call failed (stale-if-error), by method.",
+      labelNames: ["method"],
+      registers,
+    });
+    this.#reloads = new client.Counter({
+      name: "collapser_policy_reloads_total",
+      help: "Policy reloads (SIGHUP), by result: ok, or failed (the previous policy stays).",
+      labelNames: ["result"],
+      registers,
+    });
+    this.#reloads.inc({ result: "ok" }, 0);
+    this.#reloads.inc({ result: "failed" }, 0);
 
     const proxyStats = (): ProxyStats =>
       this.#source?.proxyStats() ?? { backendCalls: 0, backendInflight: 0, passthrough: 0, activeCalls: 0 };
@@ -208,10 +233,17 @@ export class Metrics implements ProxyObserver {
   }
 
   /** @inheritdoc */
-  call(info: { method: string; outcome: Outcome; code: StatusCode; durationMs: number }): void {
+  call(info: CallReport): void {
     const method = this.#methods.label(info.method);
     this.#requests.inc({ method, outcome: info.outcome, code: statusName(info.code) });
     this.#requestDuration.observe({ outcome: info.outcome }, info.durationMs / 1000);
+    if (info.wouldBe !== undefined) this.#shadow.inc({ method, would: info.wouldBe });
+    if (info.stale) this.#stale.inc({ method });
+  }
+
+  /** Counts a policy reload. */
+  reloaded(ok: boolean): void {
+    this.#reloads.inc({ result: ok ? "ok" : "failed" });
   }
 
   /** @inheritdoc */

@@ -1,6 +1,7 @@
 /**
- * The downstream side: a raw `node:http2` server that speaks the gRPC wire for any method, decides per call
- * whether it may be collapsed, and either joins the collapser or pumps the call through to the backend.
+ * The downstream side: a raw `node:http2` server that speaks the gRPC wire for any method. Each call is a
+ * {@linkcode DownstreamCall} (downstream_call.ts), which collapses it or passes it through by its method's
+ * policy; the backend calls themselves are made by {@linkcode BackendCalls} (backend_calls.ts).
  *
  * Why raw HTTP/2 rather than grpc-js's Server: a transparent proxy must accept methods it has no .proto
  * for, and grpc-js's Server answers UNIMPLEMENTED to unregistered paths.
@@ -10,35 +11,17 @@
 
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { corkTurn } from "./cork.ts";
-import { H2Channel, plainAuthority } from "./h2_channel.ts";
-import { Collapser, type Flight, type Membership } from "./collapser.ts";
+import { BackendCalls } from "./backend_calls.ts";
+import { Collapser, type Role } from "./collapser.ts";
 import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "./config.ts";
-import { formatDuration } from "./duration.ts";
-import {
-  DEFAULT_MAX_MESSAGE_BYTES,
-  encodeFrame,
-  encodeGrpcMessage,
-  FrameDecoder,
-  GrpcWireError,
-  parseGrpcTimeout,
-  Status,
-  type StatusCode,
-} from "./grpc_wire.ts";
-import { collapseKey, DEFAULT_KEY_HEADERS } from "./key.ts";
+import { DownstreamCall } from "./downstream_call.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status, type StatusCode } from "./grpc_wire.ts";
 import { log } from "./log.ts";
-import { recordSharedCall, startBackendSpan, TRACING_ENABLED } from "./tracing.ts";
-import type { SpanContext } from "@opentelemetry/api";
-import {
-  requestMetadata,
-  type ResponseEvent,
-  single,
-  type StatusEvent,
-  statusEvent,
-  Upstream,
-  type UpstreamCall,
-  type UpstreamStream,
-} from "./upstream.ts";
+import { Policy } from "./policy.ts";
+import { ShadowLedger } from "./shadow.ts";
+import type { ResponseEvent, Upstream } from "./upstream.ts";
+
+export { HEALTH_CHECK_METHOD, healthCheckService } from "./downstream_call.ts";
 
 /** How a call was served, for logs and metrics. */
 export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "health" | "rejected";
@@ -51,14 +34,24 @@ export interface ProxyOptions {
   host?: string;
   /** Port to listen on; 0 picks a free one. @default {0} */
   port?: number;
-  /** TTL of cached answers in ms; 0 = collapse only. @default {100} */
+  /**
+   * Per-method policy (collapse or not, TTL, key metadata, ...). Swap it later with
+   * {@linkcode Proxy.policy}. @default {new Policy({ ttlMs: cacheTtlMs, keyHeaders })}
+   */
+  policy?: Policy;
+  /** Shorthand, when no `policy` is given: the cache TTL of every method, in ms. @default {100} */
   cacheTtlMs?: number;
+  /** Shorthand, when no `policy` is given: metadata always in the key besides authorization. @default {[]} */
+  keyHeaders?: readonly string[];
   /** Bound on one collapsed backend call, in ms. @default {10_000} */
   backendTimeoutMs?: number;
-  /** Request metadata keys that are part of the collapse key. @default {["authorization"]} */
-  keyHeaders?: readonly string[];
   /** Largest request message accepted, in bytes. @default {4 MiB} */
   maxMessageBytes?: number;
+  /**
+   * Shadow mode: collapse nothing, pass every call through, and report what each collapsible call would
+   * have been (leader, follower, cache). @default {false}
+   */
+  shadow?: boolean;
   /**
    * Client for collapsed backend calls: `"h2"`, a lean raw HTTP/2 client, when the backend is a plain
    * `host:port`; `"grpc-js"` always uses grpc-js (as passthrough calls and other targets do). @default {"h2"}
@@ -74,10 +67,22 @@ export interface ProxyOptions {
   observer?: ProxyObserver;
 }
 
+/** One finished downstream call. */
+export interface CallReport {
+  method: string;
+  outcome: Outcome;
+  code: StatusCode;
+  durationMs: number;
+  /** Shadow mode: what the call would have been had it been collapsed. */
+  wouldBe?: Role;
+  /** The call was answered with a stale answer because the backend failed (stale-if-error). */
+  stale?: boolean;
+}
+
 /** Receives one report per finished call and per finished backend call. Must not throw. */
 export interface ProxyObserver {
   /** A downstream call ended. */
-  call(info: { method: string; outcome: Outcome; code: StatusCode; durationMs: number }): void;
+  call(info: CallReport): void;
   /** A backend call ended (collapsed or passed through). */
   backendCall(info: { method: string; code: StatusCode; durationMs: number }): void;
 }
@@ -94,61 +99,60 @@ export interface ProxyStats {
   activeCalls: number;
 }
 
-/** Statuses that mean the backend failed (rather than answered no): logged at warn. */
-const BACKEND_FAILURES: ReadonlySet<StatusCode> = new Set([
-  Status.UNKNOWN,
-  Status.DEADLINE_EXCEEDED,
-  Status.RESOURCE_EXHAUSTED,
-  Status.INTERNAL,
-  Status.UNAVAILABLE,
-  Status.DATA_LOSS,
-]);
-
-/** The standard gRPC health check method, answered by the proxy itself for the empty service name. */
-export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";
-
 const GRPC_CONTENT_TYPE = "application/grpc";
-const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
+/**
+ * Connection-level flow-control window granted to each client, in bytes. At HTTP/2's default (64 KiB) a
+ * herd of 10,000 calls on one connection arrived in two waves: the second waited for WINDOW_UPDATEs that
+ * the event loop, busy answering the first, sent late — past a 200 ms TTL, so the herd cost two backend
+ * calls. With 8 MiB all 10,000 requests arrive at once (measured: .exp runs in the closing note of the
+ * policy issue). Per-stream windows stay at the default, so one stream still cannot take more than 64 KiB.
+ */
+const CONNECTION_WINDOW_BYTES = 8 << 20;
 
 /** A running proxy. */
 export class Proxy {
   readonly #server: http2.Http2Server;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
-  readonly #upstream: Upstream;
-  /** Collapsed calls' client when the backend is a plain `host:port` (see h2_channel.ts); else grpc-js. */
-  readonly #unary: H2Channel | undefined;
-  readonly #options: Required<
-    Omit<ProxyOptions, "now" | "observer" | "cacheMaxEntries" | "cacheMaxBytes" | "backendClient">
-  >;
   readonly #observer: ProxyObserver | undefined;
+  readonly #host: string;
+  readonly #listenPort: number;
   /** The collapsing core (exposed for stats and tests). */
   readonly collapser: Collapser<ResponseEvent>;
-  #stats: ProxyStats = { backendCalls: 0, backendInflight: 0, passthrough: 0, activeCalls: 0 };
+  /** The backend clients and calls. */
+  readonly backend: BackendCalls;
+  /** Shadow mode's ledger; undefined when calls are really collapsed. */
+  readonly shadow: ShadowLedger | undefined;
+  /** Largest request message accepted, in bytes. */
+  readonly maxMessageBytes: number;
+  /** The policy new calls get; assign a new one to reload (calls in progress keep theirs). */
+  policy: Policy;
+  #activeCalls = 0;
   #draining = false;
   #idle: PromiseWithResolvers<void> | undefined;
   #port = 0;
 
   private constructor(options: ProxyOptions) {
-    this.#options = {
-      backend: options.backend,
-      host: options.host ?? "0.0.0.0",
-      port: options.port ?? 0,
-      cacheTtlMs: options.cacheTtlMs ?? DEFAULT_CACHE_DURATION_MS,
-      backendTimeoutMs: options.backendTimeoutMs ?? DEFAULT_BACKEND_TIMEOUT_MS,
-      keyHeaders: (options.keyHeaders ?? DEFAULT_KEY_HEADERS).map((h) => h.toLowerCase()),
-      maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-    };
+    this.#host = options.host ?? "0.0.0.0";
+    this.#listenPort = options.port ?? 0;
     this.#observer = options.observer;
+    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.policy = options.policy ??
+      new Policy({ ttlMs: options.cacheTtlMs ?? DEFAULT_CACHE_DURATION_MS, keyHeaders: options.keyHeaders });
     this.collapser = new Collapser<ResponseEvent>({
-      ttlMs: this.#options.cacheTtlMs,
       maxEntries: options.cacheMaxEntries,
       maxBytes: options.cacheMaxBytes,
       now: options.now,
       sizeOf: eventBytes,
     });
-    this.#upstream = new Upstream(this.#options.backend);
-    const authority = options.backendClient === "grpc-js" ? undefined : plainAuthority(this.#options.backend);
-    this.#unary = authority === undefined ? undefined : new H2Channel(authority);
+    this.shadow = options.shadow
+      ? new ShadowLedger({ maxEntries: options.cacheMaxEntries, now: options.now })
+      : undefined;
+    this.backend = new BackendCalls({
+      backend: options.backend,
+      backendTimeoutMs: options.backendTimeoutMs ?? DEFAULT_BACKEND_TIMEOUT_MS,
+      backendClient: options.backendClient,
+      onFinished: this.#observer && ((info) => this.#observer!.backendCall(info)),
+    }, this.collapser);
     this.#server = http2.createServer({
       // Each collapsed follower is a stream; allow large herds on one connection.
       settings: { maxConcurrentStreams: 1_000_000 },
@@ -156,6 +160,11 @@ export class Proxy {
     });
     this.#server.on("session", (session) => {
       this.#sessions.add(session);
+      try {
+        session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+      } catch {
+        // closed meanwhile
+      }
       session.on("close", () => this.#sessions.delete(session));
       session.on("error", (err) => log.debug("client session error: {error}", { error: String(err) }));
     });
@@ -170,7 +179,7 @@ export class Proxy {
     const proxy = new Proxy(options);
     await new Promise<void>((resolve, reject) => {
       proxy.#server.once("error", reject);
-      proxy.#server.listen(proxy.#options.port, proxy.#options.host, () => {
+      proxy.#server.listen(proxy.#listenPort, proxy.#host, () => {
         proxy.#server.off("error", reject);
         resolve();
       });
@@ -184,14 +193,14 @@ export class Proxy {
     return this.#port;
   }
 
-  /** The backend client (for readiness checks). */
+  /** The backend's grpc-js client (for readiness checks). */
   get upstream(): Upstream {
-    return this.#upstream;
+    return this.backend.upstream;
   }
 
   /** A snapshot of the proxy's own counters. */
   stats(): ProxyStats {
-    return { ...this.#stats };
+    return { ...this.backend.stats, activeCalls: this.#activeCalls };
   }
 
   /** Whether the proxy is draining: it takes no new calls. */
@@ -209,7 +218,7 @@ export class Proxy {
     this.#draining = true;
     this.#server.close();
     for (const session of this.#sessions) if (!session.closed) session.close();
-    if (this.#stats.activeCalls === 0) return true;
+    if (this.#activeCalls === 0) return true;
     this.#idle ??= Promise.withResolvers<void>();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs));
@@ -220,14 +229,13 @@ export class Proxy {
     }
   }
 
-  /** Stops listening, resets open calls and closes the backend channel. */
+  /** Stops listening, resets open calls and closes the backend clients. */
   async close(): Promise<void> {
     this.#draining = true;
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const session of this.#sessions) session.destroy();
     await closed;
-    this.#upstream.close();
-    this.#unary?.close();
+    this.backend.close();
   }
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -250,488 +258,34 @@ export class Proxy {
       }
       return;
     }
-    const method = headers[":path"] ?? "";
     // A call counts as active until its HTTP/2 stream has closed, i.e. its trailers have left: draining
     // waits for that, not merely for the status to be decided.
-    this.#stats.activeCalls++;
+    this.#activeCalls++;
     stream.once("close", () => {
-      if (--this.#stats.activeCalls === 0 && this.#idle) {
+      if (--this.#activeCalls === 0 && this.#idle) {
         this.#idle.resolve();
         this.#idle = undefined;
       }
     });
-    new DownstreamCall(this, stream, headers, method, startedAt).begin();
-  }
-
-  /** @internal */
-  _options() {
-    return this.#options;
+    new DownstreamCall(this, stream, headers, startedAt).begin();
   }
 
   /** @internal Reports a finished call. */
-  _finished(method: string, outcome: Outcome, code: StatusCode, startedAt: number, key?: string): void {
-    const durationMs = performance.now() - startedAt;
-    this.#observer?.call({ method, outcome, code, durationMs });
+  _finished(report: CallReport, key: string | undefined): void {
+    this.#observer?.call(report);
     log.debug("call {method} {role} {code} in {durationMs} ms", () => ({
-      method,
+      method: report.method,
       key: key?.slice(0, 12),
-      role: outcome,
-      code,
-      durationMs: Math.round(durationMs * 1000) / 1000,
+      role: report.outcome,
+      wouldBe: report.wouldBe,
+      stale: report.stale || undefined,
+      code: report.code,
+      durationMs: Math.round(report.durationMs * 1000) / 1000,
     }));
   }
-
-  /**
-   * Counts a backend call in, starts its trace span, and builds its metadata (the caller's, with the span as
-   * `traceparent`). `ended` counts it out and ends the span; it is idempotent.
-   */
-  #backendCallStarted(method: string, headers: http2.IncomingHttpHeaders, role: "leader" | "passthrough") {
-    const startedAt = performance.now();
-    this.#stats.backendCalls++;
-    this.#stats.backendInflight++;
-    const span = startBackendSpan(method, headers, { role });
-    let running = true;
-    const ended = (code: StatusCode, details = "") => {
-      if (!running) return;
-      running = false;
-      this.#stats.backendInflight--;
-      this.#observer?.backendCall({ method, code, durationMs: performance.now() - startedAt });
-      span?.end(code, details);
-    };
-    return { span, ended };
-  }
-
-  /** @internal Starts the one backend call of a flight. */
-  _lead(
-    flight: Flight<ResponseEvent>,
-    method: string,
-    message: Uint8Array,
-    headers: http2.IncomingHttpHeaders,
-  ): void {
-    const timeoutMs = this.#options.backendTimeoutMs;
-    let messages = 0;
-    const { span, ended } = this.#backendCallStarted(method, headers, "leader");
-    if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const done = (code: StatusCode, details?: string) => {
-      clearTimeout(timer);
-      ended(code, details);
-    };
-    const sink = (event: ResponseEvent) => {
-      if (event.type === "message" && ++messages === 2) {
-        // A second response message: this is a stream. Stop sharing it (nobody new joins, nothing is
-        // cached), keep serving those already here, and let it run past BACKEND_TIMEOUT: a watch-style
-        // stream lives as long as its callers do.
-        flight.unshare();
-        clearTimeout(timer);
-        if (flight.subscribers === 0) {
-          // Everyone left while it was still shared: nobody can join a stream, so nobody will read it.
-          done(Status.CANCELLED, "no callers left");
-          call.cancel();
-          flight.finish({ cache: false });
-          return;
-        }
-      }
-      // The backend call is counted out before its callers are answered, so their metrics see its method.
-      if (event.type === "status") done(event.code, event.details);
-      flight.emit(event);
-      if (event.type === "status") {
-        if (BACKEND_FAILURES.has(event.code)) {
-          log.warn("backend call {method} failed: {code} {details}", {
-            method,
-            code: event.code,
-            details: event.details,
-          });
-        } else if (event.code !== Status.OK) {
-          // An application answer (NOT_FOUND, INVALID_ARGUMENT, ...): one line per call would flood at warn.
-          log.debug("backend call {method} answered {code} {details}", () => ({
-            method,
-            code: event.code,
-            details: event.details,
-          }));
-        }
-        flight.finish({ cache: event.code === Status.OK });
-      }
-    };
-    const start = () =>
-      this.#unary
-        ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent })
-        : this.#upstream.call(method, message, backendMetadata(headers, span?.traceparent), sink);
-    let call: UpstreamCall;
-    try {
-      call = span ? span.run(start) : start();
-    } catch (err) {
-      ended(Status.INTERNAL, String(err));
-      throw err;
-    }
-    if (!flight.done) {
-      timer = setTimeout(() => {
-        done(Status.DEADLINE_EXCEEDED, "backend timeout");
-        call.cancel();
-        const timeout = formatDuration(timeoutMs);
-        log.warn("backend call {method} exceeded the backend timeout ({timeout})", { method, timeout });
-        flight.emit(
-          statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${timeout})`),
-        );
-        flight.finish({ cache: false });
-      }, timeoutMs);
-    }
-    flight.onIdle = () => {
-      // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
-      // that nobody can join again has no reason to run.
-      if (flight.shared) return;
-      done(Status.CANCELLED);
-      call.cancel();
-      flight.finish({ cache: false });
-    };
-  }
-
-  /** @internal Opens a passthrough call. */
-  _pass(
-    method: string,
-    headers: http2.IncomingHttpHeaders,
-    deadline: number | undefined,
-    sink: (e: ResponseEvent) => void,
-  ): UpstreamStream {
-    this.#stats.passthrough++;
-    const { span, ended } = this.#backendCallStarted(method, headers, "passthrough");
-    const start = () =>
-      this.#upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
-        if (event.type === "status") ended(event.code, event.details);
-        sink(event);
-      }, { deadline });
-    const stream = span ? span.run(start) : start();
-    return {
-      ...stream,
-      cancel: () => {
-        ended(Status.CANCELLED);
-        stream.cancel();
-      },
-    };
-  }
-}
-
-/** The caller's metadata for a grpc-js backend call, with the backend span as `traceparent`. */
-function backendMetadata(headers: http2.IncomingHttpHeaders, traceparent: string | undefined) {
-  const metadata = requestMetadata(headers);
-  if (traceparent !== undefined) metadata.set("traceparent", traceparent);
-  return metadata;
 }
 
 /** Bytes a cached event holds (messages dominate; headers counted roughly). */
 function eventBytes(event: ResponseEvent): number {
   return event.type === "message" ? event.frame.byteLength : 128;
-}
-
-/** One downstream call: reads the request, picks collapse or passthrough, writes the response. */
-class DownstreamCall {
-  readonly #proxy: Proxy;
-  readonly #stream: http2.ServerHttp2Stream;
-  readonly #headers: http2.IncomingHttpHeaders;
-  readonly #method: string;
-  readonly #startedAt: number;
-  #mode: "reading" | "collapse" | "pass" | "done" = "reading";
-  #outcome: Outcome = "rejected";
-  #buffered: Uint8Array[] = [];
-  #ended = false;
-  #decideScheduled = false;
-  #headersSent = false;
-  #trailers: http2.OutgoingHttpHeaders | undefined;
-  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
-  #membership: Membership | undefined;
-  #key: string | undefined;
-  #requestPaused = false;
-  #responsePaused = false;
-  #origin: SpanContext | undefined;
-  #upstream: UpstreamStream | undefined;
-
-  constructor(
-    proxy: Proxy,
-    stream: http2.ServerHttp2Stream,
-    headers: http2.IncomingHttpHeaders,
-    method: string,
-    startedAt: number,
-  ) {
-    this.#proxy = proxy;
-    this.#stream = stream;
-    this.#headers = headers;
-    this.#method = method;
-    this.#startedAt = startedAt;
-  }
-
-  begin(): void {
-    const stream = this.#stream;
-    if (this.#proxy.draining && this.#method !== HEALTH_CHECK_METHOD) {
-      return this.#finish(statusEvent(Status.UNAVAILABLE, "proxy is shutting down"));
-    }
-    let timeoutMs: number | undefined;
-    try {
-      timeoutMs = parseGrpcTimeout(single(this.#headers["grpc-timeout"]));
-    } catch (err) {
-      return this.#fail(err);
-    }
-    const encoding = single(this.#headers["grpc-encoding"]);
-    if (encoding !== undefined && !SUPPORTED_ENCODINGS.has(encoding)) {
-      return this.#finish(
-        statusEvent(Status.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported`),
-        { "grpc-accept-encoding": "identity,gzip,deflate" },
-      );
-    }
-    if (this.#method === "") return this.#finish(statusEvent(Status.UNIMPLEMENTED, "missing :path"));
-    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    if (timeoutMs !== undefined) {
-      if (timeoutMs <= MAX_TIMER_MS) {
-        // Longer (grpc-timeout allows up to 99999999H) cannot be a timer: setTimeout would fire at once.
-        // Such a deadline is far beyond any call; the backend still gets it for passthrough calls.
-        this.#deadlineTimer = setTimeout(() => {
-          this.#deadlineTimer = undefined;
-          this.#finish(statusEvent(Status.DEADLINE_EXCEEDED, "deadline exceeded"));
-        }, timeoutMs);
-      }
-    }
-    const decoder = new FrameDecoder({ encoding, maxMessageBytes: this.#proxy._options().maxMessageBytes });
-    stream.on("data", (chunk: Uint8Array) => {
-      if (this.#mode === "done" || this.#mode === "collapse") return;
-      let messages: Uint8Array[];
-      try {
-        messages = decoder.push(chunk);
-      } catch (err) {
-        return this.#fail(err);
-      }
-      if (this.#mode === "pass") {
-        for (const message of messages) this.#write(message);
-        return;
-      }
-      this.#buffered.push(...messages);
-      if (this.#buffered.length > 1) this.#startPass(deadline);
-      else if (this.#buffered.length === 1 && !this.#decideScheduled) {
-        // The wire does not say whether a call is unary. A call may be collapsed only if its request
-        // ends with its first message; a streaming client (e.g. a bidi ping-pong waiting for a reply)
-        // does not end it. END_STREAM that came in the same read has been seen by the next macrotask.
-        this.#decideScheduled = true;
-        setImmediate(() => {
-          if (this.#mode === "reading" && !this.#ended) this.#startPass(deadline);
-        });
-      }
-    });
-    stream.on("end", () => {
-      this.#ended = true;
-      if (this.#mode === "done") return;
-      try {
-        decoder.finish();
-      } catch (err) {
-        return this.#fail(err);
-      }
-      if (this.#mode === "pass") this.#upstream?.end();
-      else if (this.#mode === "reading") {
-        if (this.#buffered.length === 1) this.#collapse(this.#buffered[0]);
-        else this.#startPass(deadline);
-      }
-    });
-    stream.on("close", () => {
-      // The client went away (RST_STREAM, connection lost) or the call ended normally.
-      if (this.#mode !== "done") {
-        this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
-      }
-    });
-  }
-
-  #collapse(message: Uint8Array): void {
-    this.#mode = "collapse";
-    this.#buffered = [];
-    if (this.#method === HEALTH_CHECK_METHOD && healthCheckService(message) === "") {
-      // The proxy's own serving state; a named service is the backend's to answer, so it goes through.
-      this.#outcome = "health";
-      this.#send({ type: "message", frame: this.#proxy.draining ? NOT_SERVING : SERVING });
-      return this.#finish(statusEvent(Status.OK, ""));
-    }
-    const options = this.#proxy._options();
-    const keyValues = options.keyHeaders.map((name) => joined(this.#headers[name]));
-    const key = this.#key = collapseKey(this.#method, keyValues, message);
-    // Only a cache hit is answered inside join(); a leader's or follower's status comes later, after the
-    // role below is recorded.
-    this.#outcome = "cache";
-    let membership: Membership;
-    try {
-      membership = this.#proxy.collapser.join(key, {
-        event: (event) => this.#send(event),
-        end: () => {
-          if (this.#mode !== "done") {
-            this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
-          }
-        },
-      }, (flight) => {
-        this.#outcome = "leader"; // before _lead, so a call that fails to start is counted as what it was
-        this.#proxy._lead(flight, this.#method, message, this.#headers);
-      });
-    } catch (err) {
-      return this.#fail(err);
-    }
-    this.#outcome = membership.role;
-    if (this.#done) return;
-    this.#membership = membership;
-  }
-
-  /** Whether the call has ended (a method, so TypeScript does not narrow it away across callbacks). */
-  get #done(): boolean {
-    return this.#mode === "done";
-  }
-
-  #startPass(deadline: number | undefined): void {
-    if (this.#mode !== "reading") return;
-    this.#mode = "pass";
-    this.#outcome = "passthrough";
-    try {
-      this.#upstream = this.#proxy._pass(this.#method, this.#headers, deadline, (event) => this.#send(event));
-    } catch (err) {
-      return this.#fail(err);
-    }
-    for (const message of this.#buffered) this.#write(message);
-    this.#buffered = [];
-    if (this.#ended) this.#upstream.end();
-  }
-
-  /** Sends one message to the backend, pausing the client while the backend is slow to take it. */
-  #write(message: Uint8Array): void {
-    const upstream = this.#upstream!;
-    if (!upstream.write(message) && !this.#requestPaused) {
-      this.#requestPaused = true;
-      this.#stream.pause();
-      upstream.onDrain(() => {
-        this.#requestPaused = false;
-        this.#stream.resume();
-      });
-    }
-  }
-
-  #send(event: ResponseEvent): void {
-    if (this.#mode === "done") return;
-    const stream = this.#stream;
-    if (stream.destroyed || stream.closed) return;
-    corkTurn(stream.session);
-    switch (event.type) {
-      case "origin":
-        this.#origin = event.spanContext;
-        return;
-      case "headers":
-        if (this.#headersSent) return;
-        this.#headersSent = true;
-        stream.respond({ ":status": 200, "content-type": GRPC_CONTENT_TYPE, ...event.headers }, {
-          waitForTrailers: true,
-        });
-        return;
-      case "message":
-        if (!this.#headersSent) this.#send({ type: "headers", headers: {} });
-        if (!stream.write(event.frame) && this.#mode === "pass" && !this.#responsePaused) {
-          // A slow client: stop reading from the backend until this stream drains. grpc-js then pauses its
-          // HTTP/2 stream; on Deno 2.8.3 that does not hold the backend back (the runtime keeps granting
-          // flow-control window and buffers below JS: measured, a paused client let the backend finish a
-          // 12.8 MB stream), so this only keeps the buffering out of the JS heap. See README "Limits".
-          // (A shared call cannot wait for one slow caller; its answer is bounded by the cache limits.)
-          this.#responsePaused = true;
-          this.#upstream!.pause();
-          stream.once("drain", () => {
-            this.#responsePaused = false;
-            this.#upstream?.resume();
-          });
-        }
-        return;
-      case "status":
-        // The flight delivering this status is finishing; leaving it now would look like an early exit.
-        this.#membership = undefined;
-        this.#finish(event);
-    }
-  }
-
-  /** Ends the call with `status` (sent unless the client is gone) and releases everything it holds. */
-  #finish(
-    status: StatusEvent,
-    extraTrailers?: http2.OutgoingHttpHeaders,
-    send = true,
-  ): void {
-    if (this.#mode === "done") return;
-    const wasPass = this.#mode === "pass";
-    this.#mode = "done";
-    clearTimeout(this.#deadlineTimer);
-    this.#membership?.leave();
-    if (wasPass && status.code !== Status.OK) this.#upstream?.cancel();
-    const stream = this.#stream;
-    if (send && !stream.destroyed && !stream.closed) {
-      corkTurn(stream.session);
-      const trailers = extraTrailers ? { ...status.trailers, ...extraTrailers } : status.trailers;
-      if (this.#headersSent) {
-        this.#trailers = trailers;
-        stream.once("wantTrailers", () => stream.sendTrailers(this.#trailers!));
-        stream.end();
-      } else {
-        // Trailers-only response: status in the one HEADERS frame.
-        stream.respond({ ":status": 200, "content-type": GRPC_CONTENT_TYPE, ...trailers }, {
-          endStream: true,
-        });
-      }
-      if (!this.#ended) {
-        // The client may still be sending; we are done reading.
-        stream.resume();
-      }
-    }
-    this.#proxy._finished(this.#method, this.#outcome, status.code, this.#startedAt, this.#key);
-    if (TRACING_ENABLED && (this.#outcome === "follower" || this.#outcome === "cache")) {
-      recordSharedCall(this.#method, this.#headers, {
-        role: this.#outcome,
-        startedAtEpochMs: Date.now() - (performance.now() - this.#startedAt),
-        origin: this.#origin,
-        code: status.code,
-      });
-    }
-  }
-
-  #fail(err: unknown): void {
-    if (err instanceof GrpcWireError) this.#finish(statusEvent(err.code, err.message));
-    else {
-      log.error("internal error on {method}: {error}", { method: this.#method, error: String(err) });
-      this.#finish(statusEvent(Status.INTERNAL, "internal proxy error"));
-    }
-  }
-}
-
-/** HealthCheckResponse{status: SERVING} and {status: NOT_SERVING}, framed (protobuf field 1, varint). */
-const SERVING = encodeFrame(Uint8Array.of(0x08, 0x01));
-const NOT_SERVING = encodeFrame(Uint8Array.of(0x08, 0x02));
-
-/** The `service` field of a protobuf HealthCheckRequest, or undefined when it cannot be read. */
-export function healthCheckService(message: Uint8Array): string | undefined {
-  let service = "";
-  let i = 0;
-  const varint = () => {
-    let value = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      if (i >= message.length) return undefined;
-      const byte = message[i++];
-      value += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return value;
-    }
-    return undefined;
-  };
-  while (i < message.length) {
-    const tag = varint();
-    if (tag === undefined) return undefined;
-    const wireType = tag & 7;
-    if (wireType === 0) {
-      if (varint() === undefined) return undefined;
-    } else if (wireType === 2) {
-      const length = varint();
-      if (length === undefined || i + length > message.length) return undefined;
-      if (tag >>> 3 === 1) service = new TextDecoder().decode(message.subarray(i, i + length));
-      i += length;
-    } else return undefined;
-  }
-  return service;
-}
-
-/** Largest delay setTimeout honours; a longer one fires after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** A key header's value; repeated values are joined with a newline, which no header value contains. */
-function joined(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join("\n") : value;
 }

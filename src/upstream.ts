@@ -27,7 +27,12 @@ export interface StatusEvent {
  */
 export type ResponseEvent =
   | { readonly type: "origin"; readonly spanContext: SpanContext }
-  | { readonly type: "headers"; readonly headers: OutgoingHttpHeaders }
+  | {
+    readonly type: "headers";
+    readonly headers: OutgoingHttpHeaders;
+    /** Set on the headers of an answer served stale because the backend failed (stale-if-error). */
+    readonly stale?: true;
+  }
   | { readonly type: "message"; readonly frame: Uint8Array }
   | StatusEvent;
 
@@ -58,11 +63,22 @@ export const HOP_HEADERS: ReadonlySet<string> = new Set([
   "grpc-message",
 ]);
 
-/** Headers without pseudo-headers and per-hop headers, values as they came. */
-export function withoutHopHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+/**
+ * Response headers that describe one hop: as {@linkcode HOP_HEADERS}, but `content-type` passes (the
+ * backend's `application/grpc+proto` reaches the caller as it was sent).
+ */
+export const RESPONSE_HOP_HEADERS: ReadonlySet<string> = new Set(
+  [...HOP_HEADERS].filter((name) => name !== "content-type"),
+);
+
+/** Headers without pseudo-headers and per-hop headers (`hop`), values as they came. */
+export function withoutHopHeaders(
+  headers: IncomingHttpHeaders,
+  hop: ReadonlySet<string> = HOP_HEADERS,
+): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const key in headers) {
-    if (key.charCodeAt(0) === 0x3a /* ':' */ || HOP_HEADERS.has(key)) continue;
+    if (key.charCodeAt(0) === 0x3a /* ':' */ || hop.has(key)) continue;
     const value = headers[key];
     if (value !== undefined) out[key] = value;
   }

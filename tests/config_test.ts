@@ -16,6 +16,15 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     cacheTtlMs: 100,
     backendTimeoutMs: 10_000,
     keyHeaders: ["authorization"],
+    ignoreHeaders: [],
+    collapse: undefined,
+    noCollapse: undefined,
+    policyFile: undefined,
+    descriptorSet: undefined,
+    reflection: false,
+    shadow: false,
+    staleIfErrorMs: 0,
+    refreshAhead: true,
     maxMessageBytes: 4 * 1024 * 1024,
     logLevel: "info",
     shutdownTimeoutMs: 30_000,
@@ -68,21 +77,46 @@ Deno.test("parseConfig() reads the environment, and flags override it", () => {
 Deno.test("parseConfig() says exactly what is wrong", async (t) => {
   const cases: [string[], Record<string, string>, RegExp][] = [
     [[], {}, /no backend/],
-    [["--backend", "b", "--port", "70000"], {}, /--port: invalid port "70000"/],
-    [["--backend", "b"], { GRPC_PORT: "http" }, /GRPC_PORT: invalid port "http"/],
-    [["--backend", "b", "--cache-ttl", "5x"], {}, /--cache-ttl: invalid duration "5x"/],
-    [["--backend", "b"], { BACKEND_TIMEOUT: "0" }, /BACKEND_TIMEOUT: must be greater than 0/],
-    [["--backend", "b", "--log-level", "loud"], {}, /--log-level: invalid log level "loud"/],
-    [["--backend", "b", "--key-headers", "bad header"], {}, /invalid metadata key "bad header"/],
-    [["--backend", "b", "--max-message-size", "0"], {}, /--max-message-size: invalid size/],
+    [["--backend", "b:1", "--port", "70000"], {}, /--port: invalid port "70000"/],
+    [["--backend", "b:1"], { GRPC_PORT: "http" }, /GRPC_PORT: invalid port "http"/],
+    [["--backend", "b:1", "--cache-ttl", "5x"], {}, /--cache-ttl: invalid duration "5x"/],
+    [["--backend", "b:1"], { BACKEND_TIMEOUT: "0" }, /BACKEND_TIMEOUT: must be greater than 0/],
+    [["--backend", "b:1", "--log-level", "loud"], {}, /--log-level: invalid log level "loud"/],
+    [
+      ["--backend", "b:1", "--key-headers", "bad header"],
+      {},
+      /--key-headers: invalid metadata name "bad header"/,
+    ],
+    [["--backend", "b:1", "--max-message-size", "0"], {}, /--max-message-size: invalid size/],
     [["--bogus"], {}, /Unknown option '--bogus'/],
     [
-      ["--backend", "b", "--backend-timeout", "1000h"],
+      ["--backend", "b:1", "--backend-timeout", "1000h"],
       {},
       /--backend-timeout: "1000h" is too long \(at most 596h\)/,
     ],
-    [["--backend", "b"], { SHUTDOWN_TIMEOUT: "1000h" }, /SHUTDOWN_TIMEOUT: "1000h" is too long/],
-    [["--backend", "b", "extra"], {}, /positional argument/],
+    [["--backend", "b:1"], { SHUTDOWN_TIMEOUT: "1000h" }, /SHUTDOWN_TIMEOUT: "1000h" is too long/],
+    [["--backend", "b:1", "extra"], {}, /positional argument/],
+    [["--backend", ":::"], {}, /--backend: invalid backend ":::" \(expected HOST:PORT/],
+    [["--backend", "host:0"], {}, /--backend: invalid backend "host:0"/],
+    [[], { BACKEND_ADDRESS: "no-port" }, /BACKEND_ADDRESS: invalid backend "no-port"/],
+    [
+      ["--backend", "b:1", "--ignore-headers", "authorization"],
+      {},
+      /authorization is always part of the key/,
+    ],
+    [["--backend", "b:1", "--ignore-headers", "X Y"], {}, /--ignore-headers: invalid metadata name "X Y"/],
+    [
+      ["--backend", "b:1", "--collapse", "shop.Cart/*"],
+      {},
+      /--collapse: invalid method pattern "shop.Cart\/\*"/,
+    ],
+    [["--backend", "b:1", "--no-collapse", "/a/[bc]"], {}, /--no-collapse: invalid method pattern/],
+    [["--backend", "b:1", "--no-collapse", "declared"], {}, /"declared" is only meaningful in --collapse/],
+    [["--backend", "b:1", "--collapse", "declared"], {}, /"declared" needs --descriptor-set or --reflection/],
+    [["--backend", "b:1"], { COLLAPSER_COLLAPSE: " , " }, /COLLAPSER_COLLAPSE: empty pattern list/],
+    [["--backend", "b:1"], { COLLAPSER_SHADOW: "maybe" }, /COLLAPSER_SHADOW: expected true or false/],
+    [["--backend", "b:1", "--stale-if-error", "soon"], {}, /--stale-if-error: invalid duration "soon"/],
+    [["--backend", "b:1", "--refresh-ahead", "--no-refresh-ahead"], {}, /give one/],
   ];
   for (const [args, env, message] of cases) {
     await t.step(`${args.join(" ")} ${JSON.stringify(env)}`, () => {
@@ -92,6 +126,66 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
       );
     });
   }
+});
+
+Deno.test("parseConfig() reads the policy flags and their environment variables", () => {
+  const fromFlags = config([
+    "--backend",
+    "[::1]:50051",
+    "--key-headers",
+    "X-Tenant,user-agent",
+    "--ignore-headers",
+    "x-request-id, X-Debug-*",
+    "--collapse",
+    "/shop.*/Get*,declared",
+    "--no-collapse",
+    "/shop.Cart/*",
+    "--descriptor-set",
+    "shop.pb",
+    "--policy",
+    "policy.yaml",
+    "--shadow",
+    "--stale-if-error",
+    "30s",
+    "--no-refresh-ahead",
+  ]);
+  assert.deepEqual(fromFlags.keyHeaders, ["authorization", "x-tenant", "user-agent"]);
+  assert.deepEqual(fromFlags.ignoreHeaders, ["x-request-id", "x-debug-*"]);
+  assert.deepEqual(fromFlags.collapse?.source, ["/shop.*/Get*", "declared"]);
+  assert.equal(fromFlags.collapse?.declared, true);
+  assert.equal(fromFlags.collapse?.matches("/shop.Catalog/GetItem"), true);
+  assert.equal(fromFlags.collapse?.matches("/shop.Catalog/Put"), false);
+  assert.equal(fromFlags.noCollapse?.matches("/shop.Cart/Add"), true);
+  assert.equal(fromFlags.descriptorSet, "shop.pb");
+  assert.equal(fromFlags.policyFile, "policy.yaml");
+  assert.equal(fromFlags.shadow, true);
+  assert.equal(fromFlags.staleIfErrorMs, 30_000);
+  assert.equal(fromFlags.refreshAhead, false);
+
+  const fromEnv = config([], {
+    BACKEND_ADDRESS: "dns:///svc.local:50051",
+    COLLAPSER_IGNORE_HEADERS: "x-request-id",
+    COLLAPSER_COLLAPSE: "/a.B/*",
+    COLLAPSER_NO_COLLAPSE: "/a.B/Write",
+    COLLAPSER_POLICY: "/etc/collapser.yaml",
+    COLLAPSER_REFLECTION: "true",
+    COLLAPSER_SHADOW: "1",
+    COLLAPSER_STALE_IF_ERROR: "1m",
+    COLLAPSER_REFRESH_AHEAD: "false",
+  });
+  assert.equal(fromEnv.backend, "dns:///svc.local:50051");
+  assert.deepEqual(fromEnv.ignoreHeaders, ["x-request-id"]);
+  assert.equal(fromEnv.collapse?.matches("/a.B/Read"), true);
+  assert.equal(fromEnv.noCollapse?.matches("/a.B/Write"), true);
+  assert.equal(fromEnv.policyFile, "/etc/collapser.yaml");
+  assert.equal(fromEnv.reflection, true);
+  assert.equal(fromEnv.shadow, true);
+  assert.equal(fromEnv.staleIfErrorMs, 60_000);
+  assert.equal(fromEnv.refreshAhead, false);
+  assert.equal(
+    config(["--refresh-ahead"], { BACKEND_ADDRESS: "a:1", COLLAPSER_REFRESH_AHEAD: "0" }).refreshAhead,
+    true,
+  );
 });
 
 Deno.test("parseConfig() answers --help without needing a backend", () => {

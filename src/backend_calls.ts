@@ -1,0 +1,289 @@
+/**
+ * The proxy's calls to the backend: the one detached call behind each flight of collapsed callers (the
+ * leader's), and the passthrough calls that belong to one caller each. Both are counted, traced and
+ * reported here, so the downstream side only decides which one a call gets.
+ *
+ * @module
+ */
+
+import type * as http2 from "node:http2";
+import type { Collapser, FinishOptions, Flight } from "./collapser.ts";
+import { formatDuration } from "./duration.ts";
+import { Status, type StatusCode } from "./grpc_wire.ts";
+import { H2Channel, plainAuthority } from "./h2_channel.ts";
+import { log } from "./log.ts";
+import type { MethodPolicy } from "./policy.ts";
+import { startBackendSpan } from "./tracing.ts";
+import {
+  requestMetadata,
+  type ResponseEvent,
+  type StatusEvent,
+  statusEvent,
+  Upstream,
+  type UpstreamCall,
+  type UpstreamStream,
+} from "./upstream.ts";
+
+/** Statuses that mean the backend failed (rather than answered no): logged at warn. */
+const BACKEND_FAILURES: ReadonlySet<StatusCode> = new Set([
+  Status.UNKNOWN,
+  Status.DEADLINE_EXCEEDED,
+  Status.RESOURCE_EXHAUSTED,
+  Status.INTERNAL,
+  Status.UNAVAILABLE,
+  Status.DATA_LOSS,
+]);
+
+/** Failures after which a stale answer may stand in (stale-if-error): the backend could not answer now. */
+export const STALE_IF: ReadonlySet<StatusCode> = new Set([
+  Status.UNAVAILABLE,
+  Status.DEADLINE_EXCEEDED,
+  Status.RESOURCE_EXHAUSTED,
+]);
+
+/** The response header that marks an answer served stale because the backend failed. */
+export const STALE_HEADER = "x-collapser-stale";
+
+const NOT_CACHED: FinishOptions = Object.freeze({ cache: false });
+
+/** How a flight that ended with `code` is kept, under `policy`. */
+export function retention(policy: MethodPolicy, code: StatusCode): FinishOptions {
+  if (code === Status.OK) {
+    return policy.ttlMs > 0 || policy.staleIfErrorMs > 0
+      ? { cache: true, ttlMs: policy.ttlMs, graceMs: policy.staleIfErrorMs }
+      : NOT_CACHED;
+  }
+  return policy.cacheErrors.has(code) && policy.errorTtlMs > 0
+    ? { cache: true, ttlMs: policy.errorTtlMs }
+    : NOT_CACHED;
+}
+
+/** Counters of backend calls. */
+export interface BackendStats {
+  /** Backend calls started since start. */
+  backendCalls: number;
+  /** Backend calls running now. */
+  backendInflight: number;
+  /** Calls passed through (not collapsed) since start. */
+  passthrough: number;
+}
+
+/** Options for {@linkcode BackendCalls}. */
+export interface BackendCallsOptions {
+  /** Backend target, e.g. `127.0.0.1:50051`. */
+  backend: string;
+  /** Bound on one collapsed backend call, in ms. */
+  backendTimeoutMs: number;
+  /** `"h2"`: collapsed calls over a lean raw HTTP/2 client when the target is `host:port`. @default {"h2"} */
+  backendClient?: "h2" | "grpc-js";
+  /** Told of every finished backend call. */
+  onFinished?: (info: { method: string; code: StatusCode; durationMs: number }) => void;
+}
+
+/** One collapsible request: what the leader's backend call is made of. */
+export interface LeadRequest {
+  readonly method: string;
+  readonly message: Uint8Array;
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly key: string;
+  readonly policy: MethodPolicy;
+}
+
+/** The backend clients and the calls made through them. */
+export class BackendCalls {
+  /** The grpc-js client: passthrough calls, readiness, and collapsed calls to targets h2 cannot serve. */
+  readonly upstream: Upstream;
+  /** Collapsed calls' client when the backend is a plain `host:port` (see h2_channel.ts). */
+  readonly #unary: H2Channel | undefined;
+  readonly #timeoutMs: number;
+  readonly #onFinished: BackendCallsOptions["onFinished"];
+  readonly #collapser: Collapser<ResponseEvent>;
+  readonly stats: BackendStats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
+
+  constructor(options: BackendCallsOptions, collapser: Collapser<ResponseEvent>) {
+    this.upstream = new Upstream(options.backend);
+    const authority = options.backendClient === "grpc-js" ? undefined : plainAuthority(options.backend);
+    this.#unary = authority === undefined ? undefined : new H2Channel(authority);
+    this.#timeoutMs = options.backendTimeoutMs;
+    this.#onFinished = options.onFinished;
+    this.#collapser = collapser;
+  }
+
+  /** Closes both clients; calls in flight end with UNAVAILABLE or CANCELLED. */
+  close(): void {
+    this.upstream.close();
+    this.#unary?.close();
+  }
+
+  /**
+   * Counts a backend call in and starts its trace span. `ended` counts it out and ends the span; it is
+   * idempotent.
+   */
+  #started(method: string, headers: http2.IncomingHttpHeaders, role: "leader" | "passthrough") {
+    const startedAt = performance.now();
+    this.stats.backendCalls++;
+    this.stats.backendInflight++;
+    const span = startBackendSpan(method, headers, { role });
+    let running = true;
+    const ended = (code: StatusCode, details = "") => {
+      if (!running) return;
+      running = false;
+      this.stats.backendInflight--;
+      this.#onFinished?.({ method, code, durationMs: performance.now() - startedAt });
+      span?.end(code, details);
+    };
+    return { span, ended };
+  }
+
+  /**
+   * Starts the one backend call of a flight. It belongs to no caller: it is bounded by the backend timeout,
+   * and its answer is kept as `request.policy` says. With stale-if-error on, the response headers are held
+   * back until a message or the status arrives, so that an availability failure can still be answered with
+   * the key's last good answer instead.
+   */
+  lead(flight: Flight<ResponseEvent>, request: LeadRequest): void {
+    const { method, message, headers, policy } = request;
+    let messages = 0;
+    const { span, ended } = this.#started(method, headers, "leader");
+    if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let held: ResponseEvent | undefined;
+    const holdHeaders = policy.staleIfErrorMs > 0;
+    const done = (code: StatusCode, details?: string) => {
+      clearTimeout(timer);
+      ended(code, details);
+    };
+    const end = (status: StatusEvent) => {
+      // The backend call is counted out before its callers are answered, so their metrics see its method.
+      done(status.code, status.details);
+      if (messages === 0 && STALE_IF.has(status.code) && holdHeaders) {
+        const stale = this.#collapser.stale(request.key);
+        if (stale !== undefined) {
+          log.warn("backend call {method} failed ({code} {details}): answering with the last good answer", {
+            method,
+            code: status.code,
+            details: status.details,
+          });
+          return serveStale(flight, stale);
+        }
+      }
+      if (held !== undefined) flight.emit(held);
+      flight.emit(status);
+      logStatus(method, status);
+      flight.finish(retention(policy, status.code));
+    };
+    const sink = (event: ResponseEvent) => {
+      if (event.type === "status") return end(event);
+      if (event.type === "headers" && holdHeaders) {
+        held = event;
+        return;
+      }
+      if (event.type === "message") {
+        if (held !== undefined) {
+          flight.emit(held);
+          held = undefined;
+        }
+        if (++messages === 2) {
+          // A second response message: this is a stream. Stop sharing it (nobody new joins, nothing is
+          // cached), keep serving those already here, and let it run past the backend timeout: a
+          // watch-style stream lives as long as its callers do.
+          flight.unshare();
+          clearTimeout(timer);
+          if (flight.subscribers === 0) {
+            // Everyone left while it was still shared: nobody can join a stream, so nobody will read it.
+            done(Status.CANCELLED, "no callers left");
+            call.cancel();
+            flight.finish(NOT_CACHED);
+            return;
+          }
+        }
+      }
+      flight.emit(event);
+    };
+    const start = () =>
+      this.#unary
+        ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent })
+        : this.upstream.call(method, message, backendMetadata(headers, span?.traceparent), sink);
+    let call: UpstreamCall;
+    try {
+      call = span ? span.run(start) : start();
+    } catch (err) {
+      ended(Status.INTERNAL, String(err));
+      throw err;
+    }
+    if (!flight.done) {
+      const timeoutMs = this.#timeoutMs;
+      timer = setTimeout(() => {
+        call.cancel();
+        const timeout = formatDuration(timeoutMs);
+        log.warn("backend call {method} exceeded the backend timeout ({timeout})", { method, timeout });
+        end(statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${timeout})`));
+      }, timeoutMs);
+    }
+    flight.onIdle = () => {
+      // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
+      // that nobody can join again has no reason to run.
+      if (flight.shared) return;
+      done(Status.CANCELLED);
+      call.cancel();
+      flight.finish(NOT_CACHED);
+    };
+  }
+
+  /** Opens a passthrough call: the caller's own, with its deadline and metadata. */
+  pass(
+    method: string,
+    headers: http2.IncomingHttpHeaders,
+    deadline: number | undefined,
+    sink: (e: ResponseEvent) => void,
+  ): UpstreamStream {
+    this.stats.passthrough++;
+    const { span, ended } = this.#started(method, headers, "passthrough");
+    const start = () =>
+      this.upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
+        if (event.type === "status") ended(event.code, event.details);
+        sink(event);
+      }, { deadline });
+    const stream = span ? span.run(start) : start();
+    return {
+      ...stream,
+      cancel: () => {
+        ended(Status.CANCELLED);
+        stream.cancel();
+      },
+    };
+  }
+}
+
+/** Answers a flight with a stale recording, its headers marked, and ends it without caching. */
+function serveStale(flight: Flight<ResponseEvent>, recording: readonly ResponseEvent[]): void {
+  const original = recording.find((event) => event.type === "headers");
+  const headers = original?.type === "headers" ? original.headers : {};
+  flight.emit({ type: "headers", headers: { ...headers, [STALE_HEADER]: "1" }, stale: true });
+  for (const event of recording) if (event.type === "message" || event.type === "status") flight.emit(event);
+  flight.finish(NOT_CACHED);
+}
+
+function logStatus(method: string, status: StatusEvent): void {
+  if (BACKEND_FAILURES.has(status.code)) {
+    log.warn("backend call {method} failed: {code} {details}", {
+      method,
+      code: status.code,
+      details: status.details,
+    });
+  } else if (status.code !== Status.OK) {
+    // An application answer (NOT_FOUND, INVALID_ARGUMENT, ...): one line per call would flood at warn.
+    log.debug("backend call {method} answered {code} {details}", () => ({
+      method,
+      code: status.code,
+      details: status.details,
+    }));
+  }
+}
+
+/** The caller's metadata for a grpc-js backend call, with the backend span as `traceparent`. */
+function backendMetadata(headers: http2.IncomingHttpHeaders, traceparent: string | undefined) {
+  const metadata = requestMetadata(headers);
+  if (traceparent !== undefined) metadata.set("traceparent", traceparent);
+  return metadata;
+}

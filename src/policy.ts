@@ -1,0 +1,250 @@
+/**
+ * Per-method policy: whether a method's calls collapse, how long its answers are cached, which metadata is in
+ * its key. Resolved once per method path into one immutable {@linkcode MethodPolicy}, from (first to last)
+ * what the service declares about the method (a descriptor set or reflection), the first matching rule of
+ * the policy file, and the flags. The table is memoized per path and swapped whole on reload, so a call
+ * pays one map lookup for it.
+ *
+ * @module
+ */
+
+import type { MethodCatalog, MethodInfo } from "./descriptor.ts";
+import type { JoinOptions } from "./collapser.ts";
+import { type StatusCode } from "./grpc_wire.ts";
+import { KeyFilter } from "./key.ts";
+
+/** What one method's calls get. Immutable; shared by every call of the method. */
+export interface MethodPolicy {
+  /** Whether identical calls share one backend call (and the cache). */
+  readonly collapse: boolean;
+  /** Why `collapse` is what it is, for logs and the status page (e.g. `rule 2 (/shop.Cart/*)`). */
+  readonly reason: string;
+  /** Pass the call through as soon as its headers arrive: the service declares a client stream. */
+  readonly streamsRequests: boolean;
+  /** Cache TTL of an OK answer, in ms; 0 = collapse only. */
+  readonly ttlMs: number;
+  /** Statuses whose answers are cached too, for `errorTtlMs`. */
+  readonly cacheErrors: ReadonlySet<StatusCode>;
+  /** Cache TTL of an answer whose status is in `cacheErrors`, in ms. */
+  readonly errorTtlMs: number;
+  /** How long past its TTL an OK answer may still be served when the backend fails, in ms; 0 = off. */
+  readonly staleIfErrorMs: number;
+  /** Whether a cache hit near the end of an answer's life refreshes it in the background. */
+  readonly refreshAhead: boolean;
+  /** What the collapser is told on join (refresh-ahead). */
+  readonly join: JoinOptions;
+  /** Which request metadata is in this method's collapse key. */
+  readonly key: KeyFilter;
+}
+
+/** A compiled list of method-path globs. */
+export interface MethodPatterns {
+  /** The patterns as given. */
+  readonly source: readonly string[];
+  /** Whether `method` matches one of them. */
+  matches(method: string): boolean;
+  /** Whether the list names `declared`: methods the service declares free of side effects or idempotent. */
+  readonly declared: boolean;
+}
+
+/** A policy file rule: the fields it sets override the flags for the methods it matches. */
+export interface PolicyRule {
+  /** The glob as written. */
+  readonly method: string;
+  readonly matches: (method: string) => boolean;
+  readonly collapse?: boolean;
+  readonly ttlMs?: number;
+  readonly cacheErrors?: ReadonlySet<StatusCode>;
+  readonly errorTtlMs?: number;
+  readonly keyHeaders?: readonly string[];
+  readonly ignoreHeaders?: readonly string[];
+  readonly staleIfErrorMs?: number;
+  readonly refreshAhead?: boolean;
+}
+
+/** What the flags say; every method gets this unless a rule or the service says otherwise. */
+export interface PolicyDefaults {
+  /** Cache TTL in ms. @default {100} */
+  ttlMs?: number;
+  /** Metadata always in the key, besides `authorization`. @default {[]} */
+  keyHeaders?: readonly string[];
+  /** Metadata names (globs) left out of the key, besides the built-in per-call ones. @default {[]} */
+  ignoreHeaders?: readonly string[];
+  /** Stale-if-error window in ms; 0 = off. @default {0} */
+  staleIfErrorMs?: number;
+  /** @default {true} */
+  refreshAhead?: boolean;
+  /** Allowlist: only matching methods collapse. @default {every method} */
+  collapse?: MethodPatterns;
+  /** Denylist: matching methods never collapse; wins over the allowlist. @default {none} */
+  noCollapse?: MethodPatterns;
+}
+
+/** A method-path glob or a header glob that cannot be used. */
+export class PatternError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PatternError";
+  }
+}
+
+/** Most method paths whose policy is memoized; past it the memo starts over (junk paths cannot grow it). */
+const MAX_MEMOIZED_METHODS = 4096;
+const NO_STATUSES: ReadonlySet<StatusCode> = new Set();
+
+/**
+ * Compiles one method-path glob: `*` matches any run of characters, `/` included (`/shop.Cart/*`, `*`,
+ * and a pattern such as `/shop.` + `*` + `/Get*` matches `/shop.Catalog/GetItem`).
+ *
+ * @throws {PatternError} naming the pattern
+ */
+export function methodGlob(pattern: string): (method: string) => boolean {
+  if (pattern === "*") return () => true;
+  if (!/^\/[A-Za-z0-9_.\/*-]*$/.test(pattern)) {
+    throw new PatternError(
+      `invalid method pattern ${JSON.stringify(pattern)} (expected a path like /pkg.Service/Method, ` +
+        `where * matches any characters, or * alone)`,
+    );
+  }
+  if (!pattern.includes("*")) return (method) => method === pattern;
+  const regex = new RegExp(`^${pattern.split("*").map(escapeRegExp).join(".*")}$`);
+  return (method) => regex.test(method);
+}
+
+/**
+ * Parses a comma-separated list of method globs (`--collapse`, `--no-collapse`); `declared` is allowed
+ * where `allowDeclared`.
+ *
+ * @throws {PatternError} naming the bad entry
+ */
+export function methodPatterns(list: string, options: { allowDeclared: boolean }): MethodPatterns {
+  const source = list.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (source.length === 0) throw new PatternError("empty pattern list");
+  let declared = false;
+  const globs: ((method: string) => boolean)[] = [];
+  for (const pattern of source) {
+    if (pattern === "declared") {
+      if (!options.allowDeclared) {
+        throw new PatternError(`"declared" is only meaningful in --collapse`);
+      }
+      declared = true;
+    } else globs.push(methodGlob(pattern));
+  }
+  return { source, declared, matches: (method) => globs.some((glob) => glob(method)) };
+}
+
+/** Whether the service declares `info`'s method free of side effects or idempotent. */
+function declaredSafe(info: MethodInfo | undefined): boolean {
+  return info !== undefined && !info.clientStreaming &&
+    (info.idempotency === "NO_SIDE_EFFECTS" || info.idempotency === "IDEMPOTENT");
+}
+
+/**
+ * The policy of every method, from the flags, the policy file's rules and what the service declares.
+ * Immutable: a reload builds a new one.
+ */
+export class Policy {
+  readonly #defaults: Required<Omit<PolicyDefaults, "collapse" | "noCollapse">> & PolicyDefaults;
+  readonly #rules: readonly PolicyRule[];
+  readonly #catalog: MethodCatalog | undefined;
+  readonly #memo = new Map<string, MethodPolicy>();
+  /** Filters are shared between methods with the same key settings (most methods: the default one). */
+  readonly #filters = new Map<string, KeyFilter>();
+
+  constructor(
+    defaults: PolicyDefaults = {},
+    options: { rules?: readonly PolicyRule[]; catalog?: MethodCatalog } = {},
+  ) {
+    this.#defaults = {
+      ...defaults,
+      ttlMs: defaults.ttlMs ?? 100,
+      keyHeaders: defaults.keyHeaders ?? [],
+      ignoreHeaders: defaults.ignoreHeaders ?? [],
+      staleIfErrorMs: defaults.staleIfErrorMs ?? 0,
+      refreshAhead: defaults.refreshAhead ?? true,
+    };
+    this.#rules = options.rules ?? [];
+    this.#catalog = options.catalog;
+  }
+
+  /** Rules from the policy file, in order. */
+  get rules(): readonly PolicyRule[] {
+    return this.#rules;
+  }
+
+  /** Methods the service declares (descriptor set or reflection), if any were read. */
+  get catalog(): MethodCatalog | undefined {
+    return this.#catalog;
+  }
+
+  /** The policy of `method` (a `:path`). */
+  resolve(method: string): MethodPolicy {
+    let policy = this.#memo.get(method);
+    if (policy === undefined) {
+      policy = this.#build(method);
+      if (this.#memo.size >= MAX_MEMOIZED_METHODS) this.#memo.clear();
+      this.#memo.set(method, policy);
+    }
+    return policy;
+  }
+
+  #build(method: string): MethodPolicy {
+    const d = this.#defaults;
+    const info = this.#catalog?.get(method);
+    const index = this.#rules.findIndex((rule) => rule.matches(method));
+    const rule = index < 0 ? undefined : this.#rules[index];
+    let collapse: boolean;
+    let reason: string;
+    if (info?.clientStreaming) {
+      collapse = false;
+      reason = `declared ${info.serverStreaming ? "bidi" : "client"}-streaming`;
+    } else if (rule?.collapse !== undefined) {
+      collapse = rule.collapse;
+      reason = `rule ${index + 1} (${rule.method})`;
+    } else if (d.noCollapse?.matches(method)) {
+      collapse = false;
+      reason = "--no-collapse";
+    } else if (d.collapse !== undefined) {
+      collapse = d.collapse.matches(method) || (d.collapse.declared && declaredSafe(info));
+      reason = collapse ? "--collapse" : "not in --collapse";
+    } else {
+      collapse = true;
+      reason = "default";
+    }
+    const ttlMs = rule?.ttlMs ?? d.ttlMs;
+    const refreshAhead = rule?.refreshAhead ?? d.refreshAhead;
+    const keyHeaders = union(d.keyHeaders, rule?.keyHeaders);
+    const ignoreHeaders = union(d.ignoreHeaders, rule?.ignoreHeaders);
+    return Object.freeze({
+      collapse,
+      reason,
+      streamsRequests: info?.clientStreaming === true,
+      ttlMs,
+      cacheErrors: rule?.cacheErrors ?? NO_STATUSES,
+      errorTtlMs: rule?.errorTtlMs ?? ttlMs,
+      staleIfErrorMs: rule?.staleIfErrorMs ?? d.staleIfErrorMs,
+      refreshAhead,
+      join: refreshAhead ? JOIN_REFRESH : JOIN_NO_REFRESH,
+      key: this.#filter(keyHeaders, ignoreHeaders),
+    });
+  }
+
+  #filter(keyHeaders: readonly string[], ignoreHeaders: readonly string[]): KeyFilter {
+    const id = `${keyHeaders.join(",")}|${ignoreHeaders.join(",")}`;
+    let filter = this.#filters.get(id);
+    if (filter === undefined) this.#filters.set(id, filter = new KeyFilter({ keyHeaders, ignoreHeaders }));
+    return filter;
+  }
+}
+
+const JOIN_REFRESH: JoinOptions = Object.freeze({ refreshAhead: true });
+const JOIN_NO_REFRESH: JoinOptions = Object.freeze({ refreshAhead: false });
+
+function union(a: readonly string[], b: readonly string[] | undefined): readonly string[] {
+  if (b === undefined || b.length === 0) return a;
+  return [...new Set([...a, ...b])];
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\\/-]/g, "\\$&");
+}
