@@ -157,7 +157,7 @@ function parseRule(raw: unknown, where: string): PolicyRule {
     if (NEVER_CACHED.includes(entry)) {
       throw new Error(`${entry} is never cached as an error (${NEVER_CACHED.join(", ")} are not answers)`);
     }
-    if (!(entry in Status)) {
+    if (!Object.hasOwn(Status, entry)) {
       throw new Error(`unknown status ${JSON.stringify(entry)} (expected a name such as NOT_FOUND)`);
     }
     return entry;

@@ -118,7 +118,7 @@ export function requestMetadata(headers: IncomingHttpHeaders): grpc.Metadata {
 /** grpc-js metadata → headers ready to send downstream, per-hop headers removed. */
 export function wireHeaders(metadata: grpc.Metadata): OutgoingHttpHeaders {
   const out = metadata.toHttp2Headers();
-  for (const key of Object.keys(out)) if (HOP_HEADERS.has(key)) delete out[key];
+  for (const key of Object.keys(out)) if (RESPONSE_HOP_HEADERS.has(key)) delete out[key];
   return out;
 }
 

@@ -29,6 +29,7 @@ type UnaryHandler = (
 export interface TestHandlers {
   Unary?: UnaryHandler;
   ServerStream?: (call: grpc.ServerWritableStream<Buffer, Buffer>) => void;
+  Bidi?: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => void;
 }
 
 /** A running test backend. */
@@ -75,6 +76,7 @@ export async function startTestBackend(handlers: TestHandlers = {}): Promise<Tes
     },
     Bidi(call: grpc.ServerDuplexStream<Buffer, Buffer>) {
       calls.Bidi++;
+      if (handlers.Bidi) return handlers.Bidi(call);
       call.on("data", (m: Buffer) => call.write(bytes({ echo: parse(m) })));
       call.on("end", () => call.end());
     },
