@@ -8,7 +8,7 @@
 import { loadDescriptorSetFile, type MethodCatalog, type MethodInfo } from "./descriptor.ts";
 import { Policy, type PolicyDefaults, type PolicyRule } from "./policy.ts";
 import { loadPolicyFile } from "./policy_file.ts";
-import { fetchReflection } from "./reflection.ts";
+import { fetchReflection, ReflectionError } from "./reflection.ts";
 import { log } from "./log.ts";
 
 /** The files and services a policy is read from; each is optional. */
@@ -100,7 +100,9 @@ export function reloadOnSighup(source: PolicySource, apply: (result: Reloaded) =
     queue = queue.then(async () => {
       const result = await source.reload();
       for (const error of result.errors) {
-        log.error("policy reload: {error}; keeping what it said before", { error: error.message });
+        // A bad file is the operator's to fix; a backend whose reflection fails may be passing through.
+        const level = error instanceof ReflectionError ? "warn" : "error";
+        log[level]("policy reload: {error}; keeping what it said before", { error: error.message });
       }
       apply(result);
       log.info("policy reloaded ({outcome})", {
