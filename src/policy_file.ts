@@ -80,7 +80,7 @@ export function parsePolicy(text: string, name: string): PolicyRule[] {
     document = parseYaml(text, { uniqueKeys: true });
   } catch (err) {
     // The yaml package's message is the problem and its position, then a code frame on further lines.
-    const first = String((err as Error).message).split("\n")[0];
+    const first = String((err as Error).message).split("\n")[0].replace(/:$/, "");
     throw new PolicyFileError(`${name}: not valid YAML or JSON: ${first}`, { cause: err });
   }
   if (!isMapping(document) || !("rules" in document)) {

@@ -321,7 +321,8 @@ export async function startCollapserProcess(
   let status: Promise<Deno.CommandStatus> | undefined;
   let signalled = false;
   const signal = (name: Deno.Signal) => {
-    signalled = true;
+    // Only a stopping signal counts: after a SIGHUP (reload) the process still has to be stopped.
+    if (name === "SIGTERM" || name === "SIGINT") signalled = true;
     try {
       child.kill(name);
     } catch {

@@ -126,7 +126,7 @@ Deno.test("Proxy passes through, as the caller's own call, every method --no-col
       },
     },
   });
-  const concurrentPair = async () => {
+  const concurrentPair = () => {
     const soon = Date.now() + 30_000;
     const a = unary(stack.client, UNARY, { same: 1 }, {
       metadata: metadata({ "x-who": "a" }),
@@ -153,7 +153,7 @@ Deno.test("Proxy passes through, as the caller's own call, every method --no-col
       stack.proxy.policy = policy;
       deadlines.length = 0;
       const before = stack.backend.calls.Unary;
-      const calls = await concurrentPair();
+      const calls = concurrentPair();
       await until(() => stack.backend.calls.Unary === before + 2, "each caller its own backend call");
       assert.equal(stack.proxy.collapser.stats().waiting, 0, "nobody waits on a shared call");
       const withDeadline = deadlines.filter((d) => Number.isFinite(d));
