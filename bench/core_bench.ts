@@ -15,6 +15,8 @@
 import { Collapser, type Flight, type Membership, type Subscriber } from "../src/collapser.ts";
 import { encodeFrame, Status } from "../src/grpc_wire.ts";
 import { collapseKey } from "../src/key.ts";
+import { Policy } from "../src/policy.ts";
+import { parsePolicy } from "../src/policy_file.ts";
 import { METHOD, REQUEST_HEADERS } from "./_fixtures.ts";
 import { type ResponseEvent, statusEvent } from "../src/upstream.ts";
 
@@ -249,5 +251,34 @@ Deno.bench({
   group: "cache hits: ns/op = 1 hit",
   fn() {
     hit(HIT_KEY);
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Per-method policy on the hot path: one memoized lookup per call, and the key filter's per-header verdicts
+// (the same call as above, keyed through a rule-bearing policy's filter).
+
+const POLICY = new Policy({ ttlMs: 100, ignoreHeaders: ["x-request-id"] }, {
+  rules: parsePolicy(
+    `rules: [{method: "/shop.Cart/*", collapse: false}, {method: "/inventory.*/Get*", ttl: 1s}]`,
+    "bench",
+  ),
+});
+POLICY.resolve(METHOD);
+
+Deno.bench({
+  name: "Policy.resolve(method), memoized",
+  group: "policy: ns/op = 1 call",
+  baseline: true,
+  fn() {
+    POLICY.resolve(METHOD);
+  },
+});
+
+Deno.bench({
+  name: "Policy.resolve + collapseKey(100 B) through the method's key filter",
+  group: "policy: ns/op = 1 call",
+  fn() {
+    collapseKey(METHOD, REQUEST_HEADERS, REQUEST, POLICY.resolve(METHOD).key);
   },
 });

@@ -48,14 +48,8 @@ const NOT_CACHED: FinishOptions = Object.freeze({ cache: false });
 
 /** How a flight that ended with `code` is kept, under `policy`. */
 export function retention(policy: MethodPolicy, code: StatusCode): FinishOptions {
-  if (code === Status.OK) {
-    return policy.ttlMs > 0 || policy.staleIfErrorMs > 0
-      ? { cache: true, ttlMs: policy.ttlMs, graceMs: policy.staleIfErrorMs }
-      : NOT_CACHED;
-  }
-  return policy.cacheErrors.has(code) && policy.errorTtlMs > 0
-    ? { cache: true, ttlMs: policy.errorTtlMs }
-    : NOT_CACHED;
+  if (code === Status.OK) return policy.keepOk;
+  return policy.cacheErrors.has(code) ? policy.keepError : NOT_CACHED;
 }
 
 /** Counters of backend calls. */

@@ -176,13 +176,20 @@ export class Flight<E> {
     this.#events = undefined;
     const now = this.#owner._now();
     if (options.cache && events !== undefined) {
-      const ttlMs = options.ttlMs ?? this.#owner._ttlMs;
-      const recording = { events, finishedAt: now, tookMs: now - this.#startedAt, ttlMs, refreshing: false };
-      this.#owner._release(this, {
-        recording,
-        bytes: this.#bytes,
-        retention: { ttlMs, graceMs: options.graceMs },
-      });
+      // The proxy passes its method's frozen options, which carry a TTL: no allocation per finish.
+      const retention: Retention = options.ttlMs !== undefined
+        ? options as Retention
+        : options.graceMs === undefined
+        ? this.#owner._defaultRetention
+        : { ttlMs: this.#owner._defaultRetention.ttlMs, graceMs: options.graceMs };
+      const recording = {
+        events,
+        finishedAt: now,
+        tookMs: now - this.#startedAt,
+        ttlMs: retention.ttlMs,
+        refreshing: false,
+      };
+      this.#owner._release(this, recording, this.#bytes, retention);
     } else this.#owner._release(this);
     const subscribers = [...this.#subscribers];
     this.#subscribers.clear();
@@ -242,8 +249,8 @@ export class Collapser<E> {
   #followers = 0;
   #cacheHits = 0;
   #refreshes = 0;
-  /** @internal The TTL of a recording whose finish names none. */
-  readonly _ttlMs: number;
+  /** @internal The retention of a recording whose finish names no TTL. */
+  readonly _defaultRetention: Retention;
   readonly #refreshAhead: boolean;
   /** @internal The collapser's clock. */
   readonly _now: () => number;
@@ -253,7 +260,7 @@ export class Collapser<E> {
   constructor(options: CollapserOptions<E> = {}) {
     const { ttlMs = DEFAULT_CACHE_TTL_MS, maxEntries, maxBytes, now = () => performance.now() } = options;
     this._now = now;
-    this._ttlMs = ttlMs;
+    this._defaultRetention = Object.freeze({ ttlMs });
     this.#refreshAhead = options.refreshAhead ?? true;
     if (!Number.isFinite(ttlMs) || ttlMs < 0) {
       throw new RangeError(`Cannot create Collapser: ttlMs must be a finite number >= 0: received ${ttlMs}`);
@@ -355,12 +362,9 @@ export class Collapser<E> {
   }
 
   /** @internal A flight stops being joinable; caches its recording if given. */
-  _release(
-    flight: Flight<E>,
-    cached?: { recording: Recording<E>; bytes: number; retention: Retention },
-  ): void {
+  _release(flight: Flight<E>, recording?: Recording<E>, bytes = 0, retention?: Retention): void {
     if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key);
-    if (cached !== undefined) this.#cache.set(flight.key, cached.recording, cached.bytes, cached.retention);
+    if (recording !== undefined) this.#cache.set(flight.key, recording, bytes, retention!);
   }
 }
 

@@ -14,6 +14,7 @@ import { corkTurn } from "./cork.ts";
 import { encodeFrame, FrameDecoder, GrpcWireError, parseGrpcTimeout, Status } from "./grpc_wire.ts";
 import { collapseKey } from "./key.ts";
 import { log } from "./log.ts";
+import { ProtoReader, WireType } from "./protobuf.ts";
 import type { MethodPolicy } from "./policy.ts";
 import type { Outcome, Proxy } from "./proxy.ts";
 import type { ShadowEntry } from "./shadow.ts";
@@ -339,31 +340,16 @@ const SERVING = encodeFrame(Uint8Array.of(0x08, 0x01));
 const NOT_SERVING = encodeFrame(Uint8Array.of(0x08, 0x02));
 
 /** The `service` field of a protobuf HealthCheckRequest, or undefined when it cannot be read. */
-export function healthCheckService(message: Uint8Array): string | undefined {
-  let service = "";
-  let i = 0;
-  const varint = () => {
-    let value = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      if (i >= message.length) return undefined;
-      const byte = message[i++];
-      value += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return value;
+function healthCheckService(message: Uint8Array): string | undefined {
+  try {
+    const reader = new ProtoReader(message);
+    let service = "";
+    while (reader.next()) {
+      if (reader.field === 1 && reader.wireType === WireType.LEN) service = reader.string();
+      else reader.skip();
     }
-    return undefined;
-  };
-  while (i < message.length) {
-    const tag = varint();
-    if (tag === undefined) return undefined;
-    const wireType = tag & 7;
-    if (wireType === 0) {
-      if (varint() === undefined) return undefined;
-    } else if (wireType === 2) {
-      const length = varint();
-      if (length === undefined || i + length > message.length) return undefined;
-      if (tag >>> 3 === 1) service = new TextDecoder().decode(message.subarray(i, i + length));
-      i += length;
-    } else return undefined;
+    return service;
+  } catch {
+    return undefined; // not a HealthCheckRequest: the backend's to answer
   }
-  return service;
 }

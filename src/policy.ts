@@ -9,7 +9,7 @@
  */
 
 import type { MethodCatalog, MethodInfo } from "./descriptor.ts";
-import type { JoinOptions } from "./collapser.ts";
+import type { FinishOptions, JoinOptions } from "./collapser.ts";
 import { type StatusCode } from "./grpc_wire.ts";
 import { KeyFilter } from "./key.ts";
 
@@ -33,6 +33,10 @@ export interface MethodPolicy {
   readonly refreshAhead: boolean;
   /** What the collapser is told on join (refresh-ahead). */
   readonly join: JoinOptions;
+  /** How an OK answer is kept (built once here, so a finishing call allocates nothing for it). */
+  readonly keepOk: FinishOptions;
+  /** How an answer whose status is in `cacheErrors` is kept. */
+  readonly keepError: FinishOptions;
   /** Which request metadata is in this method's collapse key. */
   readonly key: KeyFilter;
 }
@@ -212,6 +216,8 @@ export class Policy {
       reason = "default";
     }
     const ttlMs = rule?.ttlMs ?? d.ttlMs;
+    const errorTtlMs = rule?.errorTtlMs ?? ttlMs;
+    const staleIfErrorMs = rule?.staleIfErrorMs ?? d.staleIfErrorMs;
     const refreshAhead = rule?.refreshAhead ?? d.refreshAhead;
     const keyHeaders = union(d.keyHeaders, rule?.keyHeaders);
     const ignoreHeaders = union(d.ignoreHeaders, rule?.ignoreHeaders);
@@ -221,10 +227,14 @@ export class Policy {
       streamsRequests: info?.clientStreaming === true,
       ttlMs,
       cacheErrors: rule?.cacheErrors ?? NO_STATUSES,
-      errorTtlMs: rule?.errorTtlMs ?? ttlMs,
-      staleIfErrorMs: rule?.staleIfErrorMs ?? d.staleIfErrorMs,
+      errorTtlMs,
+      staleIfErrorMs,
       refreshAhead,
       join: refreshAhead ? JOIN_REFRESH : JOIN_NO_REFRESH,
+      keepOk: ttlMs > 0 || staleIfErrorMs > 0
+        ? Object.freeze({ cache: true, ttlMs, graceMs: staleIfErrorMs })
+        : NOT_KEPT,
+      keepError: errorTtlMs > 0 ? Object.freeze({ cache: true, ttlMs: errorTtlMs }) : NOT_KEPT,
       key: this.#filter(keyHeaders, ignoreHeaders),
     });
   }
@@ -237,6 +247,7 @@ export class Policy {
   }
 }
 
+const NOT_KEPT: FinishOptions = Object.freeze({ cache: false });
 const JOIN_REFRESH: JoinOptions = Object.freeze({ refreshAhead: true });
 const JOIN_NO_REFRESH: JoinOptions = Object.freeze({ refreshAhead: false });
 

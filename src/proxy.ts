@@ -21,8 +21,6 @@ import { Policy } from "./policy.ts";
 import { ShadowLedger } from "./shadow.ts";
 import type { ResponseEvent, Upstream } from "./upstream.ts";
 
-export { HEALTH_CHECK_METHOD, healthCheckService } from "./downstream_call.ts";
-
 /** How a call was served, for logs and metrics. */
 export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "health" | "rejected";
 

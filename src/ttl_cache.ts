@@ -60,8 +60,10 @@ export const DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024;
  */
 export class TtlCache<V> {
   readonly #entries = new Map<string, Entry<V>>();
-  /** One FIFO per retention in use, keyed `${ttlMs}/${graceMs}`. */
-  readonly #fifos = new Map<string, Fifo<V>>();
+  /** One FIFO per retention in use (a handful: an array beats a Map here). */
+  #fifos: Fifo<V>[] = [];
+  /** The FIFO the last `set` used: nearly every set uses the same retention as the one before. */
+  #lastFifo: Fifo<V> | undefined;
   readonly #maxEntries: number;
   readonly #maxBytes: number;
   readonly #now: () => number;
@@ -138,10 +140,7 @@ export class TtlCache<V> {
       this.#evictions++;
     }
     const entry = { key, value, bytes, freshUntil: now + ttlMs, keepUntil: now + ttlMs + graceMs };
-    const id = `${ttlMs}/${graceMs}`;
-    let fifo = this.#fifos.get(id);
-    if (fifo === undefined) this.#fifos.set(id, fifo = new Fifo(this.#entries));
-    fifo.push(entry);
+    this.#fifo(ttlMs, graceMs).push(entry);
     this.#entries.set(key, entry);
     this.#bytes += bytes;
     return true;
@@ -158,8 +157,18 @@ export class TtlCache<V> {
   /** Drops every entry. */
   clear(): void {
     this.#entries.clear();
-    this.#fifos.clear();
+    this.#fifos = [];
+    this.#lastFifo = undefined;
     this.#bytes = 0;
+  }
+
+  /** The FIFO of entries with this retention, created on first use. */
+  #fifo(ttlMs: number, graceMs: number): Fifo<V> {
+    const last = this.#lastFifo;
+    if (last !== undefined && last.ttlMs === ttlMs && last.graceMs === graceMs) return last;
+    let fifo = this.#fifos.find((f) => f.ttlMs === ttlMs && f.graceMs === graceMs);
+    if (fifo === undefined) this.#fifos.push(fifo = new Fifo(this.#entries, ttlMs, graceMs));
+    return this.#lastFifo = fifo;
   }
 
   #remove(entry: Entry<V>): void {
@@ -171,7 +180,7 @@ export class TtlCache<V> {
   #firstToExpire(): Fifo<V> | undefined {
     let first: Fifo<V> | undefined;
     let at = Infinity;
-    for (const fifo of this.#fifos.values()) {
+    for (const fifo of this.#fifos) {
       const front = fifo.front();
       if (front !== undefined && front.freshUntil < at) {
         first = fifo;
@@ -181,25 +190,37 @@ export class TtlCache<V> {
     return first;
   }
 
-  /** Drops every entry past its retention, from the front of each FIFO; forgets FIFOs left empty. */
+  /** Drops every entry past its retention, from the front of each FIFO. */
   #sweep(now: number): void {
-    for (const [id, fifo] of this.#fifos) {
+    const fifos = this.#fifos;
+    for (let i = 0; i < fifos.length; i++) {
+      const fifo = fifos[i];
       for (let entry = fifo.front(); entry !== undefined && entry.keepUntil <= now; entry = fifo.front()) {
         this.#remove(fifo.shift()!);
       }
-      if (fifo.front() === undefined) this.#fifos.delete(id);
+    }
+    if (fifos.length > MAX_IDLE_FIFOS) {
+      // Retentions no longer in use (a policy reload changed the TTLs) leave empty FIFOs behind.
+      this.#fifos = fifos.filter((fifo) => fifo.front() !== undefined || fifo === this.#lastFifo);
     }
   }
 }
+
+/** Past this many FIFOs, a sweep drops the empty ones. */
+const MAX_IDLE_FIFOS = 16;
 
 /** Entries of one retention in insertion (so expiry) order; slots of entries no longer live are skipped. */
 class Fifo<V> {
   #order: (Entry<V> | undefined)[] = [];
   #head = 0;
   readonly #live: Map<string, Entry<V>>;
+  readonly ttlMs: number;
+  readonly graceMs: number;
 
-  constructor(live: Map<string, Entry<V>>) {
+  constructor(live: Map<string, Entry<V>>, ttlMs: number, graceMs: number) {
     this.#live = live;
+    this.ttlMs = ttlMs;
+    this.graceMs = graceMs;
   }
 
   push(entry: Entry<V>): void {
