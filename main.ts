@@ -4,15 +4,17 @@
  * @module
  */
 
-import { startAdmin } from "./src/admin.ts";
-import { ConfigError, parseConfig, policyDefaults, redactCredentials, USAGE } from "./src/config.ts";
+import { serveAdmin } from "./src/admin.ts";
+import { ConfigError, effectiveConfig, parseConfig, policyDefaults, USAGE } from "./src/config.ts";
 import { formatDuration } from "./src/duration.ts";
 import { log, setupLogging } from "./src/log.ts";
 import { Metrics } from "./src/metrics.ts";
 import { DescriptorError } from "./src/descriptor.ts";
 import { PolicyFileError } from "./src/policy_file.ts";
-import { describePolicy, PolicySource, reloadOnSighup } from "./src/policy_source.ts";
-import { Proxy } from "./src/proxy.ts";
+import { PolicySource, reloadOnSighup } from "./src/policy_source.ts";
+import { observers, Proxy } from "./src/proxy.ts";
+import { StatusBoard } from "./src/status.ts";
+import { VERSION } from "./src/version.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -48,45 +50,34 @@ export async function main(args: string[]): Promise<number> {
   }
 
   const metrics = new Metrics();
+  using status = new StatusBoard({ hotKeys: config.hotKeys });
   let proxy: Proxy | undefined;
   let admin;
   try {
-    proxy = await Proxy.start({ ...config, policy, observer: metrics });
-    const running = proxy;
-    metrics.attach({ proxyStats: () => running.stats(), collapserStats: () => running.collapser.stats() });
-    admin = await startAdmin({
-      metrics: () => metrics.text(),
-      draining: () => proxy!.draining,
-      backendReady: (timeoutMs) => proxy!.upstream.ready(timeoutMs),
-    }, { hostname: config.host, port: config.metricsPort });
+    proxy = await Proxy.start({ ...config, policy, observer: observers(metrics, status) });
+    admin = await serveAdmin(proxy, {
+      metrics,
+      status,
+      config: effectiveConfig(config, policy),
+      hostname: config.host,
+      port: config.metricsPort,
+    });
   } catch (err) {
     console.error(`collapser: cannot listen: ${(err as Error).message}`);
     await proxy?.close();
     return 1;
   }
-  log.info("collapser listening on {host}:{port}, backend {backend}", {
-    host: config.host,
+  log.info("collapser {version} listening on {host}:{port}, backend {backend}", {
+    version: VERSION,
     port: proxy.port,
     metricsPort: admin.addr.port,
-    backend: redactCredentials(config.backend),
-    cacheTtl: formatDuration(config.cacheTtlMs),
-    backendTimeout: formatDuration(config.backendTimeoutMs),
-    shutdownTimeout: formatDuration(config.shutdownTimeoutMs),
-    keyHeaders: config.keyHeaders,
-    ignoreHeaders: config.ignoreHeaders,
-    collapse: config.collapse?.source ?? ["*"],
-    noCollapse: config.noCollapse?.source ?? [],
-    ...describePolicy(policy),
-    shadow: config.shadow,
-    staleIfError: formatDuration(config.staleIfErrorMs),
-    refreshAhead: config.refreshAhead,
-    maxMessageBytes: config.maxMessageBytes,
-    logLevel: config.logLevel,
+    ...effectiveConfig(config, policy),
   });
 
   const running = proxy;
   reloadOnSighup(policySource, (reloaded) => {
     running.policy = reloaded.policy;
+    status.showConfig(effectiveConfig(config, reloaded.policy));
     metrics.reloaded(reloaded.errors.length === 0);
   });
 

@@ -1,8 +1,14 @@
 /**
- * The admin listener (METRICS_PORT): `/metrics`, `/health` (alive) and `/ready` (able to serve).
+ * The admin listener (METRICS_PORT): the status page (`/`) and its data (`/status.json`), `/metrics`,
+ * `/health` (alive) and `/ready` (able to serve). Read-only: GET and HEAD only.
  *
  * @module
  */
+
+import type { Metrics } from "./metrics.ts";
+import type { Proxy } from "./proxy.ts";
+import { type StatusBoard, type StatusSnapshot, statusSource } from "./status.ts";
+import { STATUS_PAGE_HTML } from "./status_page.ts";
 
 /** What the admin endpoints ask of the running proxy. */
 export interface AdminSource {
@@ -12,12 +18,27 @@ export interface AdminSource {
   draining(): boolean;
   /** Whether the backend can be reached now; resolves within `timeoutMs`. */
   backendReady(timeoutMs: number): Promise<boolean>;
+  /** The live status; without it `/` and `/status.json` are 404. */
+  status?(): StatusSnapshot;
 }
 
 /** How long `/ready` waits for the backend connection: below Kubernetes' default 1 s probe timeout. */
 export const READY_BACKEND_TIMEOUT_MS = 500;
 
 const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+/** The page loads nothing from anywhere and fetches only its own origin. */
+const PAGE_HEADERS = {
+  "content-type": "text/html; charset=utf-8",
+  "content-security-policy":
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+};
+const JSON_HEADERS = {
+  "content-type": "application/json; charset=utf-8",
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+};
 
 /** The admin request handler, separate from the listener so it can be tested on its own. */
 export function adminHandler(source: AdminSource): (request: Request) => Promise<Response> {
@@ -27,6 +48,13 @@ export function adminHandler(source: AdminSource): (request: Request) => Promise
     const { pathname } = new URL(request.url);
     if (request.method !== "GET" && request.method !== "HEAD") return text(405, "method not allowed");
     switch (pathname) {
+      case "/":
+      case "/index.html":
+        if (!source.status) break;
+        return new Response(STATUS_PAGE_HTML, { headers: PAGE_HEADERS });
+      case "/status.json":
+        if (!source.status) break;
+        return new Response(JSON.stringify(source.status()), { headers: JSON_HEADERS });
       case "/metrics":
         return new Response(await source.metrics(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
       case "/health":
@@ -39,9 +67,8 @@ export function adminHandler(source: AdminSource): (request: Request) => Promise
           return text(503, "not ready: backend unreachable");
         }
         return text(200, "ready");
-      default:
-        return text(404, "not found: try /metrics, /health or /ready");
     }
+    return text(404, `not found: try ${source.status ? "/, /status.json, " : ""}/metrics, /health or /ready`);
   };
 }
 
@@ -61,4 +88,29 @@ export async function startAdmin(
   }, adminHandler(source));
   await listening.promise;
   return server;
+}
+
+/**
+ * Points `metrics` and `status` (both already the proxy's observers) at the running `proxy`, and starts the
+ * admin listener that serves them. `config` is what the status page shows (mask credentials first).
+ */
+export async function serveAdmin(
+  proxy: Proxy,
+  options: {
+    metrics: Metrics;
+    status: StatusBoard;
+    config: Record<string, unknown>;
+    hostname: string;
+    port: number;
+  },
+): Promise<Deno.HttpServer<Deno.NetAddr>> {
+  const { metrics, status } = options;
+  metrics.attach({ proxyStats: () => proxy.stats(), collapserStats: () => proxy.collapser.stats() });
+  status.start(statusSource(proxy, options.config));
+  return await startAdmin({
+    metrics: () => metrics.text(),
+    draining: () => proxy.draining,
+    backendReady: (timeoutMs) => proxy.upstream.ready(timeoutMs),
+    status: () => status.snapshot(),
+  }, { hostname: options.hostname, port: options.port });
 }

@@ -52,6 +52,15 @@ export function retention(policy: MethodPolicy, code: StatusCode): FinishOptions
   return policy.cacheErrors.has(code) ? policy.keepError : NOT_CACHED;
 }
 
+/** One finished backend call. */
+export interface BackendCallReport {
+  method: string;
+  code: StatusCode;
+  durationMs: number;
+  /** The collapse key, for a collapsed call's backend call. */
+  key?: string;
+}
+
 /** Counters of backend calls. */
 export interface BackendStats {
   /** Backend calls started since start. */
@@ -71,7 +80,7 @@ export interface BackendCallsOptions {
   /** `"h2"`: collapsed calls over a lean raw HTTP/2 client when the target is `host:port`. @default {"h2"} */
   backendClient?: "h2" | "grpc-js";
   /** Told of every finished backend call. */
-  onFinished?: (info: { method: string; code: StatusCode; durationMs: number }) => void;
+  onFinished?: (info: BackendCallReport) => void;
 }
 
 /** One collapsible request: what the leader's backend call is made of. */
@@ -113,7 +122,12 @@ export class BackendCalls {
    * Counts a backend call in and starts its trace span. `ended` counts it out and ends the span; it is
    * idempotent.
    */
-  #started(method: string, headers: http2.IncomingHttpHeaders, role: "leader" | "passthrough") {
+  #started(
+    method: string,
+    headers: http2.IncomingHttpHeaders,
+    role: "leader" | "passthrough",
+    key?: string,
+  ) {
     const startedAt = performance.now();
     this.stats.backendCalls++;
     this.stats.backendInflight++;
@@ -123,7 +137,7 @@ export class BackendCalls {
       if (!running) return;
       running = false;
       this.stats.backendInflight--;
-      this.#onFinished?.({ method, code, durationMs: performance.now() - startedAt });
+      this.#onFinished?.({ method, code, durationMs: performance.now() - startedAt, key });
       span?.end(code, details);
     };
     return { span, ended };
@@ -138,7 +152,8 @@ export class BackendCalls {
   lead(flight: Flight<ResponseEvent>, request: LeadRequest): void {
     const { method, message, headers, policy } = request;
     let messages = 0;
-    const { span, ended } = this.#started(method, headers, "leader");
+    flight.tag = method;
+    const { span, ended } = this.#started(method, headers, "leader", request.key);
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
     let timer: ReturnType<typeof setTimeout> | undefined;
     let held: ResponseEvent | undefined;

@@ -133,6 +133,14 @@ export class Flight<E> {
 
   readonly #startedAt: number;
 
+  /** When the producer started (clock of the collapser). */
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
+  /** A label the producer may set for reports (the proxy puts the method here); the core ignores it. */
+  tag: string | undefined;
+
   /** Whether new subscribers may still join (and the recording may still be cached). */
   get shared(): boolean {
     return this.#events !== undefined && !this.#done;
@@ -331,6 +339,11 @@ export class Collapser<E> {
   /** The running, shared flight for `key`, if any. */
   inflight(key: string): Flight<E> | undefined {
     return this.#inflight.get(key);
+  }
+
+  /** Every running, shared flight (for status reports; do not join or finish them from here). */
+  flights(): IterableIterator<Flight<E>> {
+    return this.#inflight.values();
   }
 
   /**

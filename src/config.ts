@@ -5,11 +5,11 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseDuration } from "./duration.ts";
+import { formatDuration, parseDuration } from "./duration.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc_wire.ts";
 import { DEFAULT_KEY_HEADERS, headerName, ignoredHeaderName } from "./key.ts";
 import { LOG_LEVELS, type ProxyLogLevel } from "./log.ts";
-import { type MethodPatterns, methodPatterns, type PolicyDefaults } from "./policy.ts";
+import { type MethodPatterns, methodPatterns, type Policy, type PolicyDefaults } from "./policy.ts";
 
 /** Default port of the gRPC listener. */
 export const DEFAULT_GRPC_PORT = 50052;
@@ -19,6 +19,8 @@ export const DEFAULT_METRICS_PORT = 2112;
 export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;
 /** Default bound on draining at shutdown: 30 s. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
+/** Default number of keys the status page tracks as hot. */
+export const DEFAULT_HOT_KEYS = 1_000;
 /** Default TTL of cached answers: 100 ms. */
 export const DEFAULT_CACHE_DURATION_MS = 100;
 
@@ -59,6 +61,8 @@ export interface Config {
   staleIfErrorMs: number;
   /** Refresh hot answers in the background shortly before they expire. */
   refreshAhead: boolean;
+  /** Counters of the status page's hot-key summary; 0 = off. */
+  hotKeys: number;
   /** Largest request message accepted, in bytes. */
   maxMessageBytes: number;
   /** Lowest log level written. */
@@ -105,6 +109,8 @@ Options (each overrides the environment variable in brackets):
   --stale-if-error DURATION  answer with an expired OK answer this old   [COLLAPSER_STALE_IF_ERROR] (default 0: off)
                              when the backend call fails (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
   --[no-]refresh-ahead       refresh hot answers before they expire      [COLLAPSER_REFRESH_AHEAD] (default on)
+  --hot-keys N               keys the status page tracks as hot          [COLLAPSER_HOT_KEYS] (default 1000)
+  --no-hot-keys              track no hot keys (same as --hot-keys 0)
   --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
   --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)
@@ -146,6 +152,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
         "stale-if-error": { type: "string" },
         "refresh-ahead": { type: "boolean" },
         "no-refresh-ahead": { type: "boolean" },
+        "hot-keys": { type: "string" },
+        "no-hot-keys": { type: "boolean" },
         "max-message-size": { type: "string" },
         "log-level": { type: "string" },
         "shutdown-timeout": { type: "string" },
@@ -265,6 +273,22 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     ? false
     : flagOrEnv("refresh-ahead", "COLLAPSER_REFRESH_AHEAD", true);
 
+  let hotKeys = DEFAULT_HOT_KEYS;
+  const hotKeysFound = pick("hot-keys", "COLLAPSER_HOT_KEYS");
+  if (values["no-hot-keys"]) {
+    if (typeof values["hot-keys"] === "string") {
+      throw new ConfigError("--hot-keys and --no-hot-keys: give one");
+    }
+    hotKeys = 0;
+  } else if (hotKeysFound !== undefined) {
+    hotKeys = Number(hotKeysFound.value);
+    if (!/^\d+$/.test(hotKeysFound.value) || hotKeys > 1_000_000) {
+      throw new ConfigError(
+        `${hotKeysFound.source}: invalid count ${JSON.stringify(hotKeysFound.value)} (expected 0-1000000)`,
+      );
+    }
+  }
+
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   const maxFound = pick("max-message-size", "COLLAPSER_MAX_MESSAGE_SIZE");
   if (maxFound !== undefined) {
@@ -295,10 +319,40 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       shadow: flagOrEnv("shadow", "COLLAPSER_SHADOW", false),
       staleIfErrorMs: duration("stale-if-error", "COLLAPSER_STALE_IF_ERROR", 0, true),
       refreshAhead,
+      hotKeys,
       maxMessageBytes,
       logLevel,
       shutdownTimeoutMs: duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT_MS, true),
     },
+  };
+}
+
+/**
+ * The configuration as the start-up log and the status page show it: durations formatted, patterns as
+ * written, the policy's rules listed, and credentials in the backend target masked.
+ */
+export function effectiveConfig(config: Config, policy: Policy): Record<string, unknown> {
+  return {
+    host: config.host,
+    backend: redactCredentials(config.backend),
+    cacheTtl: formatDuration(config.cacheTtlMs),
+    backendTimeout: formatDuration(config.backendTimeoutMs),
+    shutdownTimeout: formatDuration(config.shutdownTimeoutMs),
+    keyHeaders: config.keyHeaders,
+    ignoreHeaders: config.ignoreHeaders,
+    collapse: config.collapse?.source ?? ["*"],
+    noCollapse: config.noCollapse?.source ?? [],
+    policyFile: config.policyFile ?? null,
+    rules: policy.rules.map((rule) => rule.method),
+    descriptorSet: config.descriptorSet ?? null,
+    reflection: config.reflection,
+    declaredMethods: policy.catalog?.size ?? null,
+    shadow: config.shadow,
+    staleIfError: formatDuration(config.staleIfErrorMs),
+    refreshAhead: config.refreshAhead,
+    hotKeys: config.hotKeys,
+    maxMessageBytes: config.maxMessageBytes,
+    logLevel: config.logLevel,
   };
 }
 

@@ -315,7 +315,8 @@ export class DownstreamCall {
       durationMs: performance.now() - this.#startedAt,
       wouldBe,
       stale: this.#stale,
-    }, this.#key);
+      key: this.#key,
+    });
     if (TRACING_ENABLED && (this.#outcome === "follower" || this.#outcome === "cache")) {
       recordSharedCall(this.#method, this.#headers, {
         role: this.#outcome,

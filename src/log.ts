@@ -4,13 +4,7 @@
  * @module
  */
 
-import {
-  configureSync,
-  getLogger,
-  jsonLinesFormatter,
-  type LogLevel,
-  type LogRecord,
-} from "@logtape/logtape";
+import { configureSync, getLogger, type LogLevel, type LogRecord } from "@logtape/logtape";
 
 /** Levels the `--log-level` flag accepts. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -38,10 +32,40 @@ export function setupLogging(
 ): void {
   configureSync({
     reset: true,
-    sinks: { json: (record: LogRecord) => write(jsonLinesFormatter(record)) },
+    sinks: { json: (record: LogRecord) => write(jsonLine(record)) },
     loggers: [
       { category: ["collapser"], lowestLevel: LOGTAPE_LEVEL[level], sinks: ["json"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["json"] },
     ],
   });
+}
+
+const LEVEL_NAMES: Record<LogLevel, string> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO",
+  warning: "WARN",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+/**
+ * One record as a JSON line: `@timestamp`, `level`, `message`, `logger`, `properties`. The message reads as
+ * plain text — a string value appears as itself (`listening on 0.0.0.0:50052`), other values as JSON — while
+ * `properties` carries every value with its type. (LogTape's own JSON formatter renders string values
+ * quoted inside the message: `listening on "0.0.0.0":50052`.)
+ */
+export function jsonLine(record: LogRecord): string {
+  let message = "";
+  for (let i = 0; i < record.message.length; i++) {
+    const part = record.message[i];
+    message += i % 2 === 0 || typeof part === "string" ? String(part) : JSON.stringify(part) ?? String(part);
+  }
+  return JSON.stringify({
+    "@timestamp": new Date(record.timestamp).toISOString(),
+    level: LEVEL_NAMES[record.level],
+    message,
+    logger: record.category.join("."),
+    properties: record.properties,
+  }) + "\n";
 }

@@ -7,6 +7,7 @@
 import client from "prom-client";
 import type { CollapserStats } from "./collapser.ts";
 import { Status, type StatusCode } from "./grpc_wire.ts";
+import type { BackendCallReport } from "./backend_calls.ts";
 import type { CallReport, ProxyObserver, ProxyStats } from "./proxy.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */
@@ -247,7 +248,7 @@ export class Metrics implements ProxyObserver {
   }
 
   /** @inheritdoc */
-  backendCall(info: { method: string; code: StatusCode; durationMs: number }): void {
+  backendCall(info: BackendCallReport): void {
     this.#methods.learn(info.method, info.code);
     const method = this.#methods.label(info.method);
     this.#backendCalls.inc({ method, code: statusName(info.code) });

@@ -11,7 +11,7 @@
 
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { BackendCalls } from "./backend_calls.ts";
+import { type BackendCallReport, BackendCalls } from "./backend_calls.ts";
 import { Collapser, type Role } from "./collapser.ts";
 import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "./config.ts";
 import { DownstreamCall } from "./downstream_call.ts";
@@ -75,6 +75,8 @@ export interface CallReport {
   wouldBe?: Role;
   /** The call was answered with a stale answer because the backend failed (stale-if-error). */
   stale?: boolean;
+  /** The collapse key (the full SHA-256 hex), for a call that had one. */
+  key?: string;
 }
 
 /** Receives one report per finished call and per finished backend call. Must not throw. */
@@ -82,7 +84,20 @@ export interface ProxyObserver {
   /** A downstream call ended. */
   call(info: CallReport): void;
   /** A backend call ended (collapsed or passed through). */
-  backendCall(info: { method: string; code: StatusCode; durationMs: number }): void;
+  backendCall(info: BackendCallReport): void;
+}
+
+/** One observer that tells each of `observers`, in order. */
+export function observers(...list: ProxyObserver[]): ProxyObserver {
+  if (list.length === 1) return list[0];
+  return {
+    call: (info) => {
+      for (const observer of list) observer.call(info);
+    },
+    backendCall: (info) => {
+      for (const observer of list) observer.backendCall(info);
+    },
+  };
 }
 
 /** Counters of the proxy itself, beside {@linkcode Collapser.stats}. */
@@ -270,11 +285,11 @@ export class Proxy {
   }
 
   /** @internal Reports a finished call. */
-  _finished(report: CallReport, key: string | undefined): void {
+  _finished(report: CallReport): void {
     this.#observer?.call(report);
     log.debug("call {method} {role} {code} in {durationMs} ms", () => ({
       method: report.method,
-      key: key?.slice(0, 12),
+      key: report.key?.slice(0, 12),
       role: report.outcome,
       wouldBe: report.wouldBe,
       stale: report.stale || undefined,

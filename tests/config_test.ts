@@ -25,6 +25,7 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     shadow: false,
     staleIfErrorMs: 0,
     refreshAhead: true,
+    hotKeys: 1000,
     maxMessageBytes: 4 * 1024 * 1024,
     logLevel: "info",
     shutdownTimeoutMs: 30_000,
@@ -117,6 +118,9 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
     [["--backend", "b:1"], { COLLAPSER_SHADOW: "maybe" }, /COLLAPSER_SHADOW: expected true or false/],
     [["--backend", "b:1", "--stale-if-error", "soon"], {}, /--stale-if-error: invalid duration "soon"/],
     [["--backend", "b:1", "--refresh-ahead", "--no-refresh-ahead"], {}, /give one/],
+    [["--backend", "b:1", "--hot-keys", "lots"], {}, /--hot-keys: invalid count "lots"/],
+    [["--backend", "b:1"], { COLLAPSER_HOT_KEYS: "-1" }, /COLLAPSER_HOT_KEYS: invalid count "-1"/],
+    [["--backend", "b:1", "--hot-keys", "5", "--no-hot-keys"], {}, /give one/],
   ];
   for (const [args, env, message] of cases) {
     await t.step(`${args.join(" ")} ${JSON.stringify(env)}`, () => {
@@ -161,6 +165,8 @@ Deno.test("parseConfig() reads the policy flags and their environment variables"
   assert.equal(fromFlags.shadow, true);
   assert.equal(fromFlags.staleIfErrorMs, 30_000);
   assert.equal(fromFlags.refreshAhead, false);
+  assert.equal(config(["--backend", "a:1", "--no-hot-keys"]).hotKeys, 0);
+  assert.equal(config(["--backend", "a:1"], { COLLAPSER_HOT_KEYS: "50" }).hotKeys, 50);
 
   const fromEnv = config([], {
     BACKEND_ADDRESS: "dns:///svc.local:50051",

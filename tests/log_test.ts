@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { resetSync } from "@logtape/logtape";
 import assert from "node:assert/strict";
-import { setupLogging } from "../src/log.ts";
+import { jsonLine, setupLogging } from "../src/log.ts";
 import { bytes, startStack, unary } from "./_helpers.ts";
 
 Deno.test("Logs are JSON lines: one per call at debug, none per call at info, backend errors at warn", async (t) => {
@@ -40,9 +40,30 @@ Deno.test("Logs are JSON lines: one per call at debug, none per call at info, ba
       await unary(stack.client, "/test.Test/Unary", { fail: true });
       assert.equal(lines.length, 1);
       assert.equal(lines[0].level, "WARN");
-      assert.match(String(lines[0].message), /backend call "\/test.Test\/Unary" failed: 13 "boom"/);
+      // The message reads as plain text; the properties keep the values.
+      assert.equal(lines[0].message, "backend call /test.Test/Unary failed: 13 boom");
+      assert.deepEqual(lines[0].properties, { method: "/test.Test/Unary", code: 13, details: "boom" });
     });
   } finally {
     resetSync();
   }
+});
+
+Deno.test("jsonLine() writes the message as plain text and keeps the values typed in properties", () => {
+  const line = jsonLine({
+    category: ["collapser"],
+    level: "info",
+    message: ["collapser listening on ", "0.0.0.0", ":", 50052, ", rules ", ["/a/*"], ""],
+    rawMessage: "collapser listening on {host}:{port}, rules {rules}",
+    timestamp: Date.UTC(2026, 10, 29, 12, 0, 0),
+    properties: { host: "0.0.0.0", port: 50052, rules: ["/a/*"] },
+  });
+  assert.ok(line.endsWith("\n"));
+  assert.deepEqual(JSON.parse(line), {
+    "@timestamp": "2026-11-29T12:00:00.000Z",
+    level: "INFO",
+    message: 'collapser listening on 0.0.0.0:50052, rules ["/a/*"]',
+    logger: "collapser",
+    properties: { host: "0.0.0.0", port: 50052, rules: ["/a/*"] },
+  });
 });
