@@ -169,20 +169,24 @@ export class StatusBoard implements ProxyObserver {
     if (source === undefined) return;
     const now = this.#clock();
     this.#hotKeys?.tick(now);
-    const p = source.proxyStats();
-    const c = source.collapserStats();
-    this.#samples.push({
-      at: now,
-      requests: this.#requests,
-      backendCalls: p.backendCalls,
-      collapsible: c.leaders + c.followers + c.cacheHits,
-      collapsedCalls: c.leaders + c.refreshes,
-      saved: c.followers + c.cacheHits,
-    });
+    this.#samples.push(this.#sampleOf(source, now));
     if (this.#samples.length > HISTORY_SECONDS + 1) this.#samples.shift();
     if (this.#ticks++ % READY_EVERY_SECONDS === 0) {
       source.backendReady(500).then((ready) => this.#ready = ready, () => this.#ready = false);
     }
+  }
+
+  /** The counters now. */
+  #sampleOf(source: StatusSource, now: number): Sample {
+    const c = source.collapserStats();
+    return {
+      at: now,
+      requests: this.#requests,
+      backendCalls: source.proxyStats().backendCalls,
+      collapsible: c.leaders + c.followers + c.cacheHits,
+      collapsedCalls: c.leaders + c.refreshes,
+      saved: c.followers + c.cacheHits,
+    };
   }
 
   /** The status now. */
@@ -190,16 +194,8 @@ export class StatusBoard implements ProxyObserver {
     const source = this.#source;
     if (source === undefined) throw new Error("StatusBoard.snapshot() before start()");
     const now = this.#clock();
-    const p = source.proxyStats();
     const c = source.collapserStats();
-    const current: Sample = {
-      at: now,
-      requests: this.#requests,
-      backendCalls: p.backendCalls,
-      collapsible: c.leaders + c.followers + c.cacheHits,
-      collapsedCalls: c.leaders + c.refreshes,
-      saved: c.followers + c.cacheHits,
-    };
+    const current = this.#sampleOf(source, now);
     const samples = this.#samples;
     // The oldest sample at most NOW_SECONDS back (the first one just after start).
     let base = samples[0] ?? current;

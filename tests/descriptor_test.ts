@@ -3,6 +3,7 @@
  * write: no binary fixture is checked in. Needs `protoc` (Debian protobuf-compiler) on the PATH.
  */
 
+import { ADMIN_PROTO, CATALOG_PROTO } from "./_protos.ts";
 import assert from "node:assert/strict";
 import {
   DescriptorError,
@@ -12,34 +13,6 @@ import {
   parseDescriptorSet,
 } from "../src/descriptor.ts";
 import { ProtobufError, ProtoReader, ProtoWriter } from "../src/protobuf.ts";
-
-const CATALOG_PROTO = `syntax = "proto3";
-package demo.catalog;
-
-message Item { string id = 1; string body = 2; }
-
-service Catalog {
-  rpc Get(Item) returns (Item) { option idempotency_level = NO_SIDE_EFFECTS; }
-  rpc Put(Item) returns (Item) { option idempotency_level = IDEMPOTENT; }
-  rpc Delete(Item) returns (Item);
-  rpc Upload(stream Item) returns (Item);
-  rpc Watch(Item) returns (stream Item);
-  rpc Chat(stream Item) returns (stream Item);
-}
-`;
-
-/** Imports catalog.proto and a well-known type, so only --include_imports puts those files in the set. */
-const ADMIN_PROTO = `syntax = "proto3";
-package demo.admin;
-
-import "google/protobuf/empty.proto";
-import "catalog.proto";
-
-service Admin {
-  rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
-  rpc Restock(demo.catalog.Item) returns (google.protobuf.Empty);
-}
-`;
 
 const info = (
   clientStreaming: boolean,

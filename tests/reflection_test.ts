@@ -5,6 +5,7 @@
  * the catalog against the descriptor set protoc builds from the same .proto.
  */
 
+import { ADMIN_PROTO, CATALOG_PROTO } from "./_protos.ts";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
@@ -14,33 +15,6 @@ import { ReflectionService } from "@grpc/reflection";
 import { parseDescriptorSet } from "../src/descriptor.ts";
 import { ProtoWriter } from "../src/protobuf.ts";
 import { fetchReflection, ReflectionError } from "../src/reflection.ts";
-
-const CATALOG_PROTO = `syntax = "proto3";
-package demo.catalog;
-
-message Item { string id = 1; string body = 2; }
-
-service Catalog {
-  rpc Get(Item) returns (Item) { option idempotency_level = NO_SIDE_EFFECTS; }
-  rpc Put(Item) returns (Item) { option idempotency_level = IDEMPOTENT; }
-  rpc Delete(Item) returns (Item);
-  rpc Upload(stream Item) returns (Item);
-  rpc Watch(Item) returns (stream Item);
-  rpc Chat(stream Item) returns (stream Item);
-}
-`;
-
-const ADMIN_PROTO = `syntax = "proto3";
-package demo.admin;
-
-import "google/protobuf/empty.proto";
-import "catalog.proto";
-
-service Admin {
-  rpc Ping(google.protobuf.Empty) returns (google.protobuf.Empty) { option idempotency_level = NO_SIDE_EFFECTS; }
-  rpc Restock(demo.catalog.Item) returns (google.protobuf.Empty);
-}
-`;
 
 const V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 const V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
