@@ -51,6 +51,8 @@ interface Counter {
   follower: number;
   cache: number;
   lastBackendMs: number | undefined;
+  /** Index in its bucket. */
+  slot: number;
 }
 
 /** One window's space-saving summary. */
@@ -58,8 +60,13 @@ class Summary {
   readonly #capacity: number;
   readonly counters = new Map<string, Counter>();
   /** Counters by count; only counts in use have a bucket. */
-  readonly #buckets = new Map<number, Set<Counter>>();
+  readonly #buckets = new Map<number, Counter[]>();
   #min = 0;
+
+  /** The smallest count when every counter is taken (an unmonitored key may have had that many), else 0. */
+  get floor(): number {
+    return this.counters.size < this.#capacity ? 0 : this.#min;
+  }
 
   constructor(capacity: number) {
     this.#capacity = capacity;
@@ -71,11 +78,21 @@ class Summary {
     if (counter !== undefined) {
       wasMin = this.#unbucket(counter) && counter.count === this.#min;
     } else if (this.counters.size < this.#capacity) {
-      counter = { key, method, count: 0, leader: 0, follower: 0, cache: 0, lastBackendMs: undefined };
+      counter = {
+        key,
+        method,
+        count: 0,
+        leader: 0,
+        follower: 0,
+        cache: 0,
+        lastBackendMs: undefined,
+        slot: 0,
+      };
       this.counters.set(key, counter);
     } else {
       // Take over a least-counted key's counter, keeping its count.
-      counter = this.#buckets.get(this.#min)!.values().next().value!;
+      const least = this.#buckets.get(this.#min)!;
+      counter = least[least.length - 1];
       this.counters.delete(counter.key);
       wasMin = this.#unbucket(counter);
       counter.key = key;
@@ -88,8 +105,9 @@ class Summary {
     counter.count++;
     counter[role]++;
     let bucket = this.#buckets.get(counter.count);
-    if (bucket === undefined) this.#buckets.set(counter.count, bucket = new Set());
-    bucket.add(counter);
+    if (bucket === undefined) this.#buckets.set(counter.count, bucket = []);
+    counter.slot = bucket.length;
+    bucket.push(counter);
     // Counts grow by one, so the smallest count is 1 (a new counter), or moves up by one when the last
     // counter at the smallest count has moved on.
     if (fresh) this.#min = 1;
@@ -100,8 +118,12 @@ class Summary {
   /** Takes `counter` out of its bucket; true when that emptied the bucket. */
   #unbucket(counter: Counter): boolean {
     const bucket = this.#buckets.get(counter.count)!;
-    bucket.delete(counter);
-    if (bucket.size > 0) return false;
+    const last = bucket.pop()!;
+    if (last !== counter) {
+      bucket[counter.slot] = last;
+      last.slot = counter.slot;
+    }
+    if (bucket.length > 0) return false;
     this.#buckets.delete(counter.count);
     return true;
   }
@@ -128,6 +150,11 @@ export class HotKeys {
     if (!Number.isInteger(capacity) || capacity < 1) {
       throw new RangeError(`Cannot create HotKeys: capacity must be an integer >= 1: received ${capacity}`);
     }
+    if (!(windowMs > 0 && Number.isFinite(windowMs))) {
+      throw new RangeError(
+        `Cannot create HotKeys: windowMs must be a finite number > 0: received ${windowMs}`,
+      );
+    }
     this.capacity = capacity;
     this.#windowMs = windowMs;
     this.#current = new Summary(capacity);
@@ -148,9 +175,11 @@ export class HotKeys {
 
   /** Notes how long a backend call for `key` took. */
   backendCall(key: string, durationMs: number): void {
-    const counter = this.#current.counters.get(key) ?? this.#previous?.counters.get(key);
+    const counter = this.#current.counters.get(key);
     if (counter !== undefined) counter.lastBackendMs = durationMs;
     else {
+      const previous = this.#previous?.counters.get(key);
+      if (previous !== undefined) previous.lastBackendMs = durationMs;
       // Kept for the call report that follows; bounded, since a key whose callers all left never reports.
       if (this.#pendingLatency.size >= this.capacity) this.#pendingLatency.clear();
       this.#pendingLatency.set(key, durationMs);
@@ -182,6 +211,11 @@ export class HotKeys {
           seen.cache += counter.cache;
           seen.lastBackendMs = counter.lastBackendMs ?? seen.lastBackendMs;
         }
+      }
+    }
+    for (const counter of merged.values()) {
+      for (const summary of [this.#previous, this.#current]) {
+        if (summary !== undefined && !summary.counters.has(counter.key)) counter.count += summary.floor;
       }
     }
     return [...merged.values()]

@@ -120,6 +120,7 @@ export class StatusBoard implements ProxyObserver {
   #ready: boolean | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
   #ticks = 0;
+  #config: Record<string, unknown> | undefined;
 
   /**
    * @param options.hotKeys counters per hot-key window; 0 turns hot-key tracking off @default {1000}
@@ -133,6 +134,7 @@ export class StatusBoard implements ProxyObserver {
 
   /** Starts sampling `source` once a second (the timer does not keep the process alive). */
   start(source: StatusSource): void {
+    clearInterval(this.#timer);
     this.#source = source;
     this.sample();
     this.#timer = setInterval(() => this.sample(), 1_000);
@@ -141,7 +143,7 @@ export class StatusBoard implements ProxyObserver {
 
   /** Replaces the configuration shown (after a policy reload). */
   showConfig(config: Record<string, unknown>): void {
-    if (this.#source !== undefined) this.#source = { ...this.#source, config };
+    this.#config = config;
   }
 
   /** Stops sampling. */
@@ -263,7 +265,7 @@ export class StatusBoard implements ProxyObserver {
         misses: c.leaders + c.followers,
         refreshes: c.refreshes,
       },
-      config: source.config,
+      config: this.#config ?? source.config,
     };
   }
 }
