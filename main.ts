@@ -11,9 +11,11 @@ import { log, setupLogging } from "./src/log.ts";
 import { Metrics } from "./src/metrics.ts";
 import { DescriptorError } from "./src/descriptor.ts";
 import { PolicyFileError } from "./src/policy_file.ts";
-import { PolicySource, reloadOnSighup } from "./src/policy_source.ts";
+import { policyReloader, PolicySource } from "./src/policy_source.ts";
+import { onSighup } from "./src/reload.ts";
 import { observers, Proxy } from "./src/proxy.ts";
 import { StatusBoard } from "./src/status.ts";
+import { TlsError, TlsMaterial } from "./src/tls.ts";
 import { VERSION } from "./src/version.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
@@ -39,13 +41,17 @@ export async function main(args: string[]): Promise<number> {
     descriptorSet: config.descriptorSet,
     reflection: config.reflection ? config.backend : undefined,
   });
-  let policy;
+  const tlsMaterial = new TlsMaterial({ tls: config.tls, backendTls: config.backendTls });
+  let policy, tls;
   try {
+    tls = await tlsMaterial.load();
     policy = await policySource.load();
   } catch (err) {
     // A bad file is a bad flag; a backend that does not answer reflection is not.
     console.error(`collapser: ${(err as Error).message}`);
-    if (err instanceof PolicyFileError || err instanceof DescriptorError) console.error(`\n${USAGE}`);
+    if (err instanceof PolicyFileError || err instanceof DescriptorError || err instanceof TlsError) {
+      console.error(`\n${USAGE}`);
+    }
     return 1;
   }
 
@@ -54,7 +60,13 @@ export async function main(args: string[]): Promise<number> {
   let proxy: Proxy | undefined;
   let admin;
   try {
-    proxy = await Proxy.start({ ...config, policy, observer: observers(metrics, status) });
+    proxy = await Proxy.start({
+      ...config,
+      tls: tls.tls,
+      backendTls: tls.backendTls,
+      policy,
+      observer: observers(metrics, status),
+    });
     admin = await serveAdmin(proxy, {
       metrics,
       status,
@@ -75,11 +87,14 @@ export async function main(args: string[]): Promise<number> {
   });
 
   const running = proxy;
-  reloadOnSighup(policySource, (reloaded) => {
-    running.policy = reloaded.policy;
-    status.showConfig(effectiveConfig(config, reloaded.policy));
-    metrics.reloaded(reloaded.errors.length === 0);
-  });
+  onSighup(
+    policyReloader(policySource, (reloaded) => {
+      running.policy = reloaded.policy;
+      status.showConfig(effectiveConfig(config, reloaded.policy));
+      metrics.reloaded(reloaded.errors.length === 0);
+    }),
+    tlsMaterial.reloader((material) => running.reloadTls(material)),
+  );
 
   const signal = Promise.withResolvers<string>();
   let signals = 0;

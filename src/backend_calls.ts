@@ -13,6 +13,7 @@ import { Status, type StatusCode } from "./grpc_wire.ts";
 import { H2Channel, plainAuthority } from "./h2_channel.ts";
 import { log } from "./log.ts";
 import type { MethodPolicy } from "./policy.ts";
+import type { ClientTls } from "./tls.ts";
 import { startBackendSpan } from "./tracing.ts";
 import {
   requestMetadata,
@@ -81,6 +82,8 @@ export interface BackendCallsOptions {
   backendClient?: "h2" | "grpc-js";
   /** Told of every finished backend call. */
   onFinished?: (info: BackendCallReport) => void;
+  /** Call the backend over TLS with this; undefined = plaintext h2c. */
+  tls?: ClientTls;
 }
 
 /** One collapsible request: what the leader's backend call is made of. */
@@ -95,7 +98,8 @@ export interface LeadRequest {
 /** The backend clients and the calls made through them. */
 export class BackendCalls {
   /** The grpc-js client: passthrough calls, readiness, and collapsed calls to targets h2 cannot serve. */
-  readonly upstream: Upstream;
+  #upstream: Upstream;
+  readonly #target: string;
   /** Collapsed calls' client when the backend is a plain `host:port` (see h2_channel.ts). */
   readonly #unary: H2Channel | undefined;
   readonly #timeoutMs: number;
@@ -104,17 +108,35 @@ export class BackendCalls {
   readonly stats: BackendStats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
 
   constructor(options: BackendCallsOptions, collapser: Collapser<ResponseEvent>) {
-    this.upstream = new Upstream(options.backend);
+    this.#target = options.backend;
+    this.#upstream = new Upstream(options.backend, { tls: options.tls });
     const authority = options.backendClient === "grpc-js" ? undefined : plainAuthority(options.backend);
-    this.#unary = authority === undefined ? undefined : new H2Channel(authority);
+    this.#unary = authority === undefined ? undefined : new H2Channel(authority, { tls: options.tls });
     this.#timeoutMs = options.backendTimeoutMs;
     this.#onFinished = options.onFinished;
     this.#collapser = collapser;
   }
 
+  /** The grpc-js client (readiness checks use it). */
+  get upstream(): Upstream {
+    return this.#upstream;
+  }
+
+  /**
+   * New TLS material for the backend (a certificate reload): new connections use it. The raw channel
+   * retires its session; the grpc-js client is replaced, and the old one closed, which lets the calls it
+   * has in flight finish.
+   */
+  setTls(tls: ClientTls): void {
+    this.#unary?.setTls(tls);
+    const old = this.#upstream;
+    this.#upstream = new Upstream(this.#target, { tls });
+    old.close();
+  }
+
   /** Closes both clients; calls in flight end with UNAVAILABLE or CANCELLED. */
   close(): void {
-    this.upstream.close();
+    this.#upstream.close();
     this.#unary?.close();
   }
 
@@ -212,7 +234,7 @@ export class BackendCalls {
     const start = () =>
       this.#unary
         ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent })
-        : this.upstream.call(method, message, backendMetadata(headers, span?.traceparent), sink);
+        : this.#upstream.call(method, message, backendMetadata(headers, span?.traceparent), sink);
     let call: UpstreamCall;
     try {
       call = span ? span.run(start) : start();
@@ -249,7 +271,7 @@ export class BackendCalls {
     this.stats.passthrough++;
     const { span, ended } = this.#started(method, headers, "passthrough");
     const start = () =>
-      this.upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
+      this.#upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
         if (event.type === "status") ended(event.code, event.details);
         sink(event);
       }, { deadline });

@@ -10,6 +10,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc_wire.ts";
 import { DEFAULT_KEY_HEADERS, headerName, ignoredHeaderName } from "./key.ts";
 import { LOG_LEVELS, type ProxyLogLevel } from "./log.ts";
 import { type MethodPatterns, methodPatterns, type Policy, type PolicyDefaults } from "./policy.ts";
+import type { ClientTlsFiles, ServerTlsFiles } from "./tls.ts";
 
 /** Default port of the gRPC listener. */
 export const DEFAULT_GRPC_PORT = 50052;
@@ -63,6 +64,10 @@ export interface Config {
   refreshAhead: boolean;
   /** Counters of the status page's hot-key summary; 0 = off. */
   hotKeys: number;
+  /** The listener's certificate and key (TLS); undefined = plaintext h2c. */
+  tls: ServerTlsFiles | undefined;
+  /** TLS to the backend; undefined = plaintext h2c. */
+  backendTls: ClientTlsFiles | undefined;
   /** Largest request message accepted, in bytes. */
   maxMessageBytes: number;
   /** Lowest log level written. */
@@ -111,6 +116,18 @@ Options (each overrides the environment variable in brackets):
   --[no-]refresh-ahead       refresh hot answers before they expire      [COLLAPSER_REFRESH_AHEAD] (default on)
   --hot-keys N               keys the status page tracks as hot          [COLLAPSER_HOT_KEYS] (default 1000)
   --no-hot-keys              track no hot keys (same as --hot-keys 0)
+
+TLS (SIGHUP reloads the files):
+  --tls-cert FILE            serve gRPC over TLS with this PEM chain     [COLLAPSER_TLS_CERT]
+  --tls-key FILE             ... and this PEM private key                [COLLAPSER_TLS_KEY]
+  --tls-client-ca FILE       require client certificates from this CA    [COLLAPSER_TLS_CLIENT_CA]
+                             (mTLS); the client's identity joins the key
+  --backend-tls              call the backend over TLS                   [COLLAPSER_BACKEND_TLS]
+  --backend-ca FILE          CA bundle for the backend's certificate     [COLLAPSER_BACKEND_CA] (default: system roots)
+  --backend-cert FILE        client certificate for the backend (mTLS)   [COLLAPSER_BACKEND_CERT]
+  --backend-key FILE         ... and its private key                     [COLLAPSER_BACKEND_KEY]
+  --backend-server-name NAME name to verify (and send as SNI)            [COLLAPSER_BACKEND_SERVER_NAME]
+                             (any --backend-* TLS option implies --backend-tls)
   --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
   --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)
@@ -154,6 +171,14 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
         "no-refresh-ahead": { type: "boolean" },
         "hot-keys": { type: "string" },
         "no-hot-keys": { type: "boolean" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "tls-client-ca": { type: "string" },
+        "backend-tls": { type: "boolean" },
+        "backend-ca": { type: "string" },
+        "backend-cert": { type: "string" },
+        "backend-key": { type: "string" },
+        "backend-server-name": { type: "string" },
         "max-message-size": { type: "string" },
         "log-level": { type: "string" },
         "shutdown-timeout": { type: "string" },
@@ -257,6 +282,33 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     throw new ConfigError(`${name}: expected true or false, got ${JSON.stringify(fromEnv)}`);
   };
   const reflection = flagOrEnv("reflection", "COLLAPSER_REFLECTION", false);
+  const serverTls = (): ServerTlsFiles | undefined => {
+    const cert = pick("tls-cert", "COLLAPSER_TLS_CERT");
+    const key = pick("tls-key", "COLLAPSER_TLS_KEY");
+    const clientCa = pick("tls-client-ca", "COLLAPSER_TLS_CLIENT_CA");
+    if (cert === undefined && key === undefined) {
+      if (clientCa !== undefined) throw new ConfigError(`${clientCa.source} needs --tls-cert and --tls-key`);
+      return undefined;
+    }
+    if (cert === undefined || key === undefined) {
+      throw new ConfigError("--tls-cert and --tls-key go together: give both (or neither, for plaintext)");
+    }
+    return { cert: cert.value, key: key.value, clientCa: clientCa?.value };
+  };
+  const backendTls = (): ClientTlsFiles | undefined => {
+    const files = {
+      ca: pick("backend-ca", "COLLAPSER_BACKEND_CA")?.value,
+      cert: pick("backend-cert", "COLLAPSER_BACKEND_CERT")?.value,
+      key: pick("backend-key", "COLLAPSER_BACKEND_KEY")?.value,
+      serverName: pick("backend-server-name", "COLLAPSER_BACKEND_SERVER_NAME")?.value,
+    };
+    const implied = Object.values(files).some((v) => v !== undefined);
+    if (!flagOrEnv("backend-tls", "COLLAPSER_BACKEND_TLS", false) && !implied) return undefined;
+    if ((files.cert === undefined) !== (files.key === undefined)) {
+      throw new ConfigError("--backend-cert and --backend-key go together: give both or neither");
+    }
+    return files;
+  };
   const descriptorSet = pick("descriptor-set", "COLLAPSER_DESCRIPTOR_SET")?.value;
   if (collapse?.declared && !reflection && descriptorSet === undefined) {
     throw new ConfigError(
@@ -317,6 +369,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       descriptorSet,
       reflection,
       shadow: flagOrEnv("shadow", "COLLAPSER_SHADOW", false),
+      tls: serverTls(),
+      backendTls: backendTls(),
       staleIfErrorMs: duration("stale-if-error", "COLLAPSER_STALE_IF_ERROR", 0, true),
       refreshAhead,
       hotKeys,
@@ -351,6 +405,16 @@ export function effectiveConfig(config: Config, policy: Policy): Record<string, 
     staleIfError: formatDuration(config.staleIfErrorMs),
     refreshAhead: config.refreshAhead,
     hotKeys: config.hotKeys,
+    tls: config.tls === undefined ? "off" : config.tls.clientCa === undefined ? "on" : "mTLS",
+    tlsCert: config.tls?.cert ?? null,
+    tlsClientCa: config.tls?.clientCa ?? null,
+    backendTls: config.backendTls === undefined
+      ? "off"
+      : config.backendTls.cert === undefined
+      ? "on"
+      : "mTLS",
+    backendCa: config.backendTls?.ca ?? (config.backendTls ? "system roots" : null),
+    backendServerName: config.backendTls?.serverName ?? null,
     maxMessageBytes: config.maxMessageBytes,
     logLevel: config.logLevel,
   };

@@ -164,7 +164,13 @@ export class DownstreamCall {
       return this.#finish(statusEvent(Status.OK, ""));
     }
     if (!this.#policy.collapse) return this.#startPass(deadline);
-    const key = this.#key = collapseKey(this.#method, this.#headers, message, this.#policy.key);
+    const key = this.#key = collapseKey(
+      this.#method,
+      this.#headers,
+      message,
+      this.#policy.key,
+      this.#proxy.identityOf(this.#stream.session),
+    );
     const ledger = this.#proxy.shadow;
     if (ledger !== undefined) {
       this.#shadow = ledger.observe(key);

@@ -28,6 +28,7 @@ import {
   type StatusCode,
 } from "./grpc_wire.ts";
 import { log } from "./log.ts";
+import type { ClientTls } from "./tls.ts";
 import { corkTurn } from "./cork.ts";
 import {
   RESPONSE_HOP_HEADERS,
@@ -54,6 +55,8 @@ export interface H2ChannelOptions {
   keepaliveMs?: number;
   /** How long a keepalive ping may go unanswered before the session is dropped, in ms. @default {10_000} */
   keepaliveTimeoutMs?: number;
+  /** Connect over TLS (ALPN h2) with these; undefined = plaintext h2c. */
+  tls?: ClientTls;
 }
 
 /** `host:port` or `[v6]:port`, the only targets this channel serves; undefined for anything else. */
@@ -132,9 +135,11 @@ export class H2Channel {
   /** Every session not yet closed, including retired ones still finishing calls. */
   readonly #sessions = new Set<Session>();
   #closed = false;
+  #tls: ClientTls | undefined;
 
   constructor(authority: string, options: H2ChannelOptions = {}) {
     this.#authority = authority;
+    this.#tls = options.tls;
     this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
     this.#keepaliveMs = options.keepaliveMs ?? 30_000;
     this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 10_000;
@@ -281,6 +286,17 @@ export class H2Channel {
     };
   }
 
+  /**
+   * New TLS material (a certificate reload): sessions opened from now on use it; the open one is retired
+   * (it finishes the calls it has, and new calls go to a new session).
+   */
+  setTls(tls: ClientTls): void {
+    this.#tls = tls;
+    const current = this.#current;
+    this.#current = undefined;
+    if (current !== undefined && current.open === 0) current.h2.close();
+  }
+
   /** Closes every session; calls in flight end with UNAVAILABLE, and so do calls made afterwards. */
   close(): void {
     this.#closed = true;
@@ -293,10 +309,13 @@ export class H2Channel {
   #connected(): Session {
     const current = this.#current;
     if (current !== undefined && !current.h2.closed && !current.h2.destroyed) return current;
-    const h2 = http2.connect(`http://${this.#authority}`, {
+    const tls = this.#tls;
+    const h2 = http2.connect(`${tls ? "https" : "http"}://${this.#authority}`, {
       settings: { enablePush: false, initialWindowSize: 1 << 20 },
       // Unique keys under load put thousands of streams on this one session.
       maxSessionMemory: 512,
+      ...tls,
+      ...(tls && { ALPNProtocols: ["h2"] }),
     });
     const session: Session = { h2, open: 0 };
     this.#current = session;

@@ -90,29 +90,23 @@ export class PolicySource {
 }
 
 /**
- * Reloads the policy on every SIGHUP (one reload at a time) and hands each result to `apply`: the new
- * policy, and the errors of sources that kept their last reading, each logged. Returns a function that
- * stops listening.
+ * A reloader for {@linkcode onSighup}: reads the policy's sources again and hands the result to `apply`
+ * (the new policy, and the errors of sources that kept their last reading, each logged).
  */
-export function reloadOnSighup(source: PolicySource, apply: (result: Reloaded) => void): () => void {
-  let queue = Promise.resolve();
-  const listener = () => {
-    queue = queue.then(async () => {
-      const result = await source.reload();
-      for (const error of result.errors) {
-        // A bad file is the operator's to fix; a backend whose reflection fails may be passing through.
-        const level = error instanceof ReflectionError ? "warn" : "error";
-        log[level]("policy reload: {error}; keeping what it said before", { error: error.message });
-      }
-      apply(result);
-      log.info("policy reloaded ({outcome})", {
-        outcome: result.errors.length === 0 ? "ok" : "partly failed",
-        ...describePolicy(result.policy),
-      });
+export function policyReloader(source: PolicySource, apply: (result: Reloaded) => void): () => Promise<void> {
+  return async () => {
+    const result = await source.reload();
+    for (const error of result.errors) {
+      // A bad file is the operator's to fix; a backend whose reflection fails may be passing through.
+      const level = error instanceof ReflectionError ? "warn" : "error";
+      log[level]("policy reload: {error}; keeping what it said before", { error: error.message });
+    }
+    apply(result);
+    log.info("policy reloaded ({outcome})", {
+      outcome: result.errors.length === 0 ? "ok" : "partly failed",
+      ...describePolicy(result.policy),
     });
   };
-  Deno.addSignalListener("SIGHUP", listener);
-  return () => Deno.removeSignalListener("SIGHUP", listener);
 }
 
 /** A short description of a policy, for logs: its rules and how many methods the service declares. */

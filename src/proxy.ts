@@ -19,6 +19,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status, type StatusCode }
 import { log } from "./log.ts";
 import { Policy } from "./policy.ts";
 import { ShadowLedger } from "./shadow.ts";
+import { type ClientTls, peerIdentity, type ServerTls } from "./tls.ts";
 import type { ResponseEvent, Upstream } from "./upstream.ts";
 
 /** How a call was served, for logs and metrics. */
@@ -61,6 +62,13 @@ export interface ProxyOptions {
   cacheMaxBytes?: number;
   /** Clock for the cache, in ms (tests pass a fake one). @default {performance.now} */
   now?: () => number;
+  /**
+   * Serve gRPC over TLS (ALPN h2) with this certificate; with a client CA, clients must present a
+   * certificate it signed (mTLS), and its identity becomes part of the collapse key. @default {plaintext h2c}
+   */
+  tls?: ServerTls;
+  /** Call the backend over TLS with this. @default {plaintext h2c} */
+  backendTls?: ClientTls;
   /** Told of every finished call and backend call (the seam for metrics). */
   observer?: ProxyObserver;
 }
@@ -125,7 +133,9 @@ const CONNECTION_WINDOW_BYTES = 8 << 20;
 
 /** A running proxy. */
 export class Proxy {
-  readonly #server: http2.Http2Server;
+  readonly #server: http2.Http2Server | http2.Http2SecureServer;
+  /** With mTLS: each session's verified client identity, read once per connection. */
+  readonly #identities: WeakMap<http2.Http2Session, string | undefined> | undefined;
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #observer: ProxyObserver | undefined;
   readonly #host: string;
@@ -166,13 +176,24 @@ export class Proxy {
       backendTimeoutMs: options.backendTimeoutMs ?? DEFAULT_BACKEND_TIMEOUT_MS,
       backendClient: options.backendClient,
       onFinished: this.#observer && ((info) => this.#observer!.backendCall(info)),
+      tls: options.backendTls,
     }, this.collapser);
-    this.#server = http2.createServer({
+    const serverOptions: http2.ServerOptions = {
       // Each collapsed follower is a stream; allow large herds on one connection.
       settings: { maxConcurrentStreams: 1_000_000 },
       maxSessionMemory: 512,
+    };
+    const tls = options.tls;
+    this.#server = tls === undefined
+      ? http2.createServer(serverOptions)
+      : http2.createSecureServer({ ...serverOptions, ...secureContext(tls), ALPNProtocols: ["h2"] });
+    this.#identities = tls?.ca === undefined ? undefined : new WeakMap();
+    this.#server.on("tlsClientError", (err: Error) => {
+      // A client without a valid certificate (mTLS) or speaking something else: refused at the handshake.
+      log.debug("TLS handshake refused: {error}", { error: err.message });
     });
-    this.#server.on("session", (session) => {
+    this.#server.on("session", (session: http2.ServerHttp2Session) => {
+      this.#identities?.set(session, peerIdentity(session.socket));
       this.#sessions.add(session);
       try {
         session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
@@ -186,6 +207,26 @@ export class Proxy {
       "stream",
       (stream, headers) => this.#onStream(stream as http2.ServerHttp2Stream, headers),
     );
+  }
+
+  /**
+   * The verified client identity of `session` (mTLS), undefined without one; callers with different
+   * identities never share an answer.
+   */
+  identityOf(session: http2.Http2Session | undefined): string | undefined {
+    return session === undefined ? undefined : this.#identities?.get(session);
+  }
+
+  /**
+   * New TLS material (a certificate reload): new connections get it; connections and calls already open
+   * keep theirs. Only what is given changes.
+   */
+  reloadTls(material: { tls?: ServerTls; backendTls?: ClientTls }): void {
+    if (material.tls !== undefined) {
+      if (!("setSecureContext" in this.#server)) throw new Error("the proxy does not serve TLS");
+      this.#server.setSecureContext(secureContext(material.tls));
+    }
+    if (material.backendTls !== undefined) this.backend.setTls(material.backendTls);
   }
 
   /** Starts a proxy and resolves once it listens. */
@@ -297,6 +338,12 @@ export class Proxy {
       durationMs: Math.round(report.durationMs * 1000) / 1000,
     }));
   }
+}
+
+/** The TLS options node:http2 takes from loaded material. */
+function secureContext(tls: ServerTls) {
+  const { cert, key, ca, requestCert, rejectUnauthorized } = tls;
+  return { cert, key, ca, requestCert, rejectUnauthorized };
 }
 
 /** Bytes a cached event holds (messages dominate; headers counted roughly). */

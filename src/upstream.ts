@@ -10,6 +10,7 @@ import type { SpanContext } from "@opentelemetry/api";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { Buffer } from "node:buffer";
 import { encodeFrame, encodeGrpcMessage, type StatusCode } from "./grpc_wire.ts";
+import type { ClientTls } from "./tls.ts";
 
 /** The last part of a gRPC response. */
 export interface StatusEvent {
@@ -162,6 +163,20 @@ export interface UpstreamOptions {
   maxMessageBytes?: number;
   /** Extra grpc-js channel options. */
   channelOptions?: grpc.ChannelOptions;
+  /** Call the backend over TLS with these (PEM strings); undefined = plaintext. */
+  tls?: ClientTls;
+}
+
+/** grpc-js credentials and channel options for `tls` (plaintext when undefined). */
+function channelCredentials(tls: ClientTls | undefined): [grpc.ChannelCredentials, grpc.ChannelOptions] {
+  if (tls === undefined) return [grpc.credentials.createInsecure(), {}];
+  const pem = (text: string | undefined) => text === undefined ? null : Buffer.from(text);
+  const credentials = grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
+  const options: grpc.ChannelOptions = tls.servername === undefined ? {} : {
+    "grpc.ssl_target_name_override": tls.servername,
+    "grpc.default_authority": tls.servername,
+  };
+  return [credentials, options];
 }
 
 const identity = (b: Buffer): Buffer => b;
@@ -174,7 +189,9 @@ export class Upstream {
 
   constructor(target: string, options: UpstreamOptions = {}) {
     this.target = target;
-    this.#client = new grpc.Client(target, grpc.credentials.createInsecure(), {
+    const [credentials, tlsOptions] = channelCredentials(options.tls);
+    this.#client = new grpc.Client(target, credentials, {
+      ...tlsOptions,
       "grpc.max_receive_message_length": options.maxMessageBytes ?? -1,
       "grpc.max_send_message_length": -1,
       "grpc.keepalive_time_ms": 30_000,

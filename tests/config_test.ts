@@ -26,6 +26,8 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     staleIfErrorMs: 0,
     refreshAhead: true,
     hotKeys: 1000,
+    tls: undefined,
+    backendTls: undefined,
     maxMessageBytes: 4 * 1024 * 1024,
     logLevel: "info",
     shutdownTimeoutMs: 30_000,
@@ -121,6 +123,9 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
     [["--backend", "b:1", "--hot-keys", "lots"], {}, /--hot-keys: invalid count "lots"/],
     [["--backend", "b:1"], { COLLAPSER_HOT_KEYS: "-1" }, /COLLAPSER_HOT_KEYS: invalid count "-1"/],
     [["--backend", "b:1", "--hot-keys", "5", "--no-hot-keys"], {}, /give one/],
+    [["--backend", "b:1", "--tls-cert", "c.pem"], {}, /--tls-cert and --tls-key go together/],
+    [["--backend", "b:1", "--tls-client-ca", "ca.pem"], {}, /--tls-client-ca needs --tls-cert and --tls-key/],
+    [["--backend", "b:1", "--backend-cert", "c.pem"], {}, /--backend-cert and --backend-key go together/],
   ];
   for (const [args, env, message] of cases) {
     await t.step(`${args.join(" ")} ${JSON.stringify(env)}`, () => {
@@ -192,6 +197,42 @@ Deno.test("parseConfig() reads the policy flags and their environment variables"
     config(["--refresh-ahead"], { BACKEND_ADDRESS: "a:1", COLLAPSER_REFRESH_AHEAD: "0" }).refreshAhead,
     true,
   );
+});
+
+Deno.test("parseConfig() reads the TLS flags; any --backend-* TLS option implies --backend-tls", () => {
+  const both = config([
+    "--backend",
+    "svc:443",
+    "--tls-cert",
+    "s.pem",
+    "--tls-key",
+    "s.key",
+    "--tls-client-ca",
+    "ca.pem",
+    "--backend-server-name",
+    "svc.internal",
+  ]);
+  assert.deepEqual(both.tls, { cert: "s.pem", key: "s.key", clientCa: "ca.pem" });
+  assert.deepEqual(both.backendTls, {
+    ca: undefined,
+    cert: undefined,
+    key: undefined,
+    serverName: "svc.internal",
+  });
+  const fromEnv = config([], {
+    BACKEND_ADDRESS: "svc:443",
+    COLLAPSER_TLS_CERT: "s.pem",
+    COLLAPSER_TLS_KEY: "s.key",
+    COLLAPSER_BACKEND_TLS: "true",
+  });
+  assert.deepEqual(fromEnv.tls, { cert: "s.pem", key: "s.key", clientCa: undefined });
+  assert.deepEqual(fromEnv.backendTls, {
+    ca: undefined,
+    cert: undefined,
+    key: undefined,
+    serverName: undefined,
+  });
+  assert.equal(config(["--backend", "svc:443"]).backendTls, undefined);
 });
 
 Deno.test("parseConfig() answers --help without needing a backend", () => {
