@@ -13,6 +13,7 @@ import { Status, type StatusCode } from "./grpc_wire.ts";
 import { H2Channel, plainAuthority } from "./h2_channel.ts";
 import { log } from "./log.ts";
 import type { MethodPolicy } from "./policy.ts";
+import { Limiter, type LimiterOptions, type Ticket } from "./limiter.ts";
 import type { ClientTls } from "./tls.ts";
 import { startBackendSpan } from "./tracing.ts";
 import {
@@ -70,6 +71,12 @@ export interface BackendStats {
   backendInflight: number;
   /** Calls passed through (not collapsed) since start. */
   passthrough: number;
+  /** Backend calls waiting for a slot now (`--max-backend-concurrency`). */
+  queued: number;
+  /** Calls shed because the queue was full, since start. */
+  shedQueueFull: number;
+  /** Calls shed because no slot came free within the queue timeout, since start. */
+  shedQueueTimeout: number;
 }
 
 /** Options for {@linkcode BackendCalls}. */
@@ -84,6 +91,8 @@ export interface BackendCallsOptions {
   onFinished?: (info: BackendCallReport) => void;
   /** Call the backend over TLS with this; undefined = plaintext h2c. */
   tls?: ClientTls;
+  /** Bound on backend calls at once (collapsed and passed through), with its queue. @default {no bound} */
+  limit?: LimiterOptions;
 }
 
 /** One collapsible request: what the leader's backend call is made of. */
@@ -105,7 +114,8 @@ export class BackendCalls {
   readonly #timeoutMs: number;
   readonly #onFinished: BackendCallsOptions["onFinished"];
   readonly #collapser: Collapser<ResponseEvent>;
-  readonly stats: BackendStats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
+  readonly #stats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
+  readonly #limiter: Limiter | undefined;
 
   constructor(options: BackendCallsOptions, collapser: Collapser<ResponseEvent>) {
     this.#target = options.backend;
@@ -115,6 +125,18 @@ export class BackendCalls {
     this.#timeoutMs = options.backendTimeoutMs;
     this.#onFinished = options.onFinished;
     this.#collapser = collapser;
+    this.#limiter = options.limit && new Limiter(options.limit);
+  }
+
+  /** Counters of backend calls (a snapshot). */
+  get stats(): BackendStats {
+    const limiter = this.#limiter;
+    return {
+      ...this.#stats,
+      queued: limiter?.queued ?? 0,
+      shedQueueFull: limiter?.shed.queue_full ?? 0,
+      shedQueueTimeout: limiter?.shed.queue_timeout ?? 0,
+    };
   }
 
   /** The grpc-js client (readiness checks use it). */
@@ -151,14 +173,14 @@ export class BackendCalls {
     key?: string,
   ) {
     const startedAt = performance.now();
-    this.stats.backendCalls++;
-    this.stats.backendInflight++;
+    this.#stats.backendCalls++;
+    this.#stats.backendInflight++;
     const span = startBackendSpan(method, headers, { role });
     let running = true;
     const ended = (code: StatusCode, details = "") => {
       if (!running) return;
       running = false;
-      this.stats.backendInflight--;
+      this.#stats.backendInflight--;
       this.#onFinished?.({ method, code, durationMs: performance.now() - startedAt, key });
       span?.end(code, details);
     };
@@ -172,9 +194,75 @@ export class BackendCalls {
    * the key's last good answer instead.
    */
   lead(flight: Flight<ResponseEvent>, request: LeadRequest): void {
+    flight.tag = request.method;
+    const limiter = this.#limiter;
+    if (limiter === undefined) return this.#lead(flight, request, noop);
+    // Past the concurrency limit the flight waits for a slot (its callers with it), or is shed.
+    let ticket: Ticket | undefined;
+    let granted = false;
+    let acquiring = true;
+    let releaseWhenIssued = false;
+    const release = () => ticket === undefined ? releaseWhenIssued = true : ticket.release();
+    ticket = limiter.acquire(() => {
+      granted = true;
+      try {
+        this.#lead(flight, request, release);
+      } catch (err) {
+        if (acquiring) throw err; // join() answers the leader with INTERNAL
+        release();
+        this.#settle(flight, request, statusEvent(Status.INTERNAL, `cannot call the backend: ${err}`));
+      }
+    }, (reason) => {
+      const why = reason === "queue_full" ? "its queue is full" : "no slot came free in time";
+      this.#settle(
+        flight,
+        request,
+        statusEvent(Status.RESOURCE_EXHAUSTED, `backend concurrency limit reached and ${why}`),
+      );
+    });
+    acquiring = false;
+    if (releaseWhenIssued) ticket.release();
+    if (!granted && !flight.done) {
+      flight.onIdle = () => {
+        // Everyone left while it waited for a slot: give the place up, nothing was sent.
+        ticket!.release();
+        flight.finish(NOT_CACHED);
+      };
+    }
+  }
+
+  /**
+   * Ends a flight with `status` (`held`: response headers not yet passed on), or with the key's stale
+   * answer when the policy allows it and the failure is one stale-if-error covers.
+   */
+  #settle(
+    flight: Flight<ResponseEvent>,
+    request: LeadRequest,
+    status: StatusEvent,
+    held?: ResponseEvent,
+  ): void {
+    const { method, policy } = request;
+    if (STALE_IF.has(status.code) && policy.staleIfErrorMs > 0) {
+      const stale = this.#collapser.stale(request.key);
+      if (stale !== undefined) {
+        log.warn("backend call {method} failed ({code} {details}): answering with the last good answer", {
+          method,
+          code: status.code,
+          details: status.details,
+        });
+        return serveStale(flight, stale);
+      }
+    }
+    if (held !== undefined) flight.emit(held);
+    flight.emit(status);
+    logStatus(method, status);
+    flight.finish(retention(policy, status.code));
+  }
+
+  /** The leader's backend call itself; `release` gives its concurrency slot back when it ends. */
+  #lead(flight: Flight<ResponseEvent>, request: LeadRequest, release: () => void): void {
     const { method, message, headers, policy } = request;
     let messages = 0;
-    flight.tag = method;
     const { span, ended } = this.#started(method, headers, "leader", request.key);
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -183,25 +271,18 @@ export class BackendCalls {
     const done = (code: StatusCode, details?: string) => {
       clearTimeout(timer);
       ended(code, details);
+      release();
     };
     const end = (status: StatusEvent) => {
       // The backend call is counted out before its callers are answered, so their metrics see its method.
       done(status.code, status.details);
-      if (messages === 0 && STALE_IF.has(status.code) && holdHeaders) {
-        const stale = this.#collapser.stale(request.key);
-        if (stale !== undefined) {
-          log.warn("backend call {method} failed ({code} {details}): answering with the last good answer", {
-            method,
-            code: status.code,
-            details: status.details,
-          });
-          return serveStale(flight, stale);
-        }
+      // Once a message went out the answer is partly given: a stale one can no longer replace it.
+      if (messages > 0) {
+        flight.emit(status);
+        logStatus(method, status);
+        return flight.finish(retention(policy, status.code));
       }
-      if (held !== undefined) flight.emit(held);
-      flight.emit(status);
-      logStatus(method, status);
-      flight.finish(retention(policy, status.code));
+      this.#settle(flight, request, status, held);
     };
     const sink = (event: ResponseEvent) => {
       if (event.type === "status") return end(event);
@@ -240,7 +321,7 @@ export class BackendCalls {
       call = span ? span.run(start) : start();
     } catch (err) {
       ended(Status.INTERNAL, String(err));
-      throw err;
+      throw err; // the slot, if any, is given back by whoever asked for it
     }
     if (!flight.done) {
       const timeoutMs = this.#timeoutMs;
@@ -261,18 +342,61 @@ export class BackendCalls {
     };
   }
 
-  /** Opens a passthrough call: the caller's own, with its deadline and metadata. */
+  /**
+   * Opens a passthrough call: the caller's own, with its deadline and metadata. Past the concurrency limit
+   * it opens when a slot is granted (what the caller sends meanwhile waits, and the caller is paused), or
+   * ends with RESOURCE_EXHAUSTED when shed.
+   */
   pass(
     method: string,
     headers: http2.IncomingHttpHeaders,
     deadline: number | undefined,
     sink: (e: ResponseEvent) => void,
   ): UpstreamStream {
-    this.stats.passthrough++;
+    this.#stats.passthrough++;
+    const limiter = this.#limiter;
+    if (limiter === undefined) return this.#pass(method, headers, deadline, sink, noop);
+    let real: UpstreamStream | undefined;
+    let ticket: Ticket | undefined;
+    let releaseWhenIssued = false;
+    const release = () => ticket === undefined ? releaseWhenIssued = true : ticket.release();
+    const pending: Uint8Array[] = [];
+    const drains: (() => void)[] = [];
+    let ended = false;
+    let paused = false;
+    ticket = limiter.acquire(() => {
+      const stream = real = this.#pass(method, headers, deadline, sink, release);
+      for (const message of pending.splice(0)) stream.write(message);
+      if (ended) stream.end();
+      if (paused) stream.pause();
+      for (const drain of drains.splice(0)) drain();
+    }, () => sink(statusEvent(Status.RESOURCE_EXHAUSTED, "backend concurrency limit reached; call shed")));
+    if (releaseWhenIssued) ticket.release();
+    return {
+      write: (message) => real ? real.write(message) : (pending.push(message), false),
+      end: () => real ? real.end() : ended = true,
+      onDrain: (listener) => real ? real.onDrain(listener) : drains.push(listener),
+      pause: () => real ? real.pause() : paused = true,
+      resume: () => real ? real.resume() : paused = false,
+      cancel: () => real ? real.cancel() : ticket!.release(),
+    };
+  }
+
+  /** The passthrough call itself; `release` gives its concurrency slot back when it ends. */
+  #pass(
+    method: string,
+    headers: http2.IncomingHttpHeaders,
+    deadline: number | undefined,
+    sink: (e: ResponseEvent) => void,
+    release: () => void,
+  ): UpstreamStream {
     const { span, ended } = this.#started(method, headers, "passthrough");
     const start = () =>
       this.#upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
-        if (event.type === "status") ended(event.code, event.details);
+        if (event.type === "status") {
+          ended(event.code, event.details);
+          release();
+        }
         sink(event);
       }, { deadline });
     const stream = span ? span.run(start) : start();
@@ -280,6 +404,7 @@ export class BackendCalls {
       ...stream,
       cancel: () => {
         ended(Status.CANCELLED);
+        release();
         stream.cancel();
       },
     };
@@ -318,3 +443,5 @@ function backendMetadata(headers: http2.IncomingHttpHeaders, traceparent: string
   if (traceparent !== undefined) metadata.set("traceparent", traceparent);
   return metadata;
 }
+
+function noop(): void {}

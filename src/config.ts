@@ -11,6 +11,7 @@ import { DEFAULT_KEY_HEADERS, headerName, ignoredHeaderName } from "./key.ts";
 import { LOG_LEVELS, type ProxyLogLevel } from "./log.ts";
 import { type MethodPatterns, methodPatterns, type Policy, type PolicyDefaults } from "./policy.ts";
 import type { ClientTlsFiles, ServerTlsFiles } from "./tls.ts";
+import { DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, type LimiterOptions } from "./limiter.ts";
 
 /** Default port of the gRPC listener. */
 export const DEFAULT_GRPC_PORT = 50052;
@@ -64,6 +65,8 @@ export interface Config {
   refreshAhead: boolean;
   /** Counters of the status page's hot-key summary; 0 = off. */
   hotKeys: number;
+  /** Bound on backend calls at once, with its queue; undefined = no bound. */
+  backendLimit: Required<LimiterOptions> | undefined;
   /** The listener's certificate and key (TLS); undefined = plaintext h2c. */
   tls: ServerTlsFiles | undefined;
   /** TLS to the backend; undefined = plaintext h2c. */
@@ -116,6 +119,11 @@ Options (each overrides the environment variable in brackets):
   --[no-]refresh-ahead       refresh hot answers before they expire      [COLLAPSER_REFRESH_AHEAD] (default on)
   --hot-keys N               keys the status page tracks as hot          [COLLAPSER_HOT_KEYS] (default 1000)
   --no-hot-keys              track no hot keys (same as --hot-keys 0)
+  --max-backend-concurrency N  most backend calls at once (collapsed and  [COLLAPSER_MAX_BACKEND_CONCURRENCY] (default 0: no bound)
+                             passed through); later calls queue
+  --max-queue N              most calls waiting for a backend slot;      [COLLAPSER_MAX_QUEUE] (default ${DEFAULT_MAX_QUEUE})
+                             past it: RESOURCE_EXHAUSTED at once
+  --queue-timeout DURATION   longest wait for a backend slot             [COLLAPSER_QUEUE_TIMEOUT] (default 1s)
 
 TLS (SIGHUP reloads the files):
   --tls-cert FILE            serve gRPC over TLS with this PEM chain     [COLLAPSER_TLS_CERT]
@@ -171,6 +179,9 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
         "no-refresh-ahead": { type: "boolean" },
         "hot-keys": { type: "string" },
         "no-hot-keys": { type: "boolean" },
+        "max-backend-concurrency": { type: "string" },
+        "max-queue": { type: "string" },
+        "queue-timeout": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "tls-client-ca": { type: "string" },
@@ -341,6 +352,24 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     }
   }
 
+  const count = (flag: keyof typeof values, name: string, fallback: number) => {
+    const found = pick(flag, name);
+    if (found === undefined) return fallback;
+    const n = Number(found.value);
+    if (!/^\d+$/.test(found.value) || n > 1_000_000_000) {
+      throw new ConfigError(
+        `${found.source}: invalid count ${JSON.stringify(found.value)} (expected 0 or more)`,
+      );
+    }
+    return n;
+  };
+  const maxConcurrent = count("max-backend-concurrency", "COLLAPSER_MAX_BACKEND_CONCURRENCY", 0);
+  const backendLimit = maxConcurrent === 0 ? undefined : {
+    maxConcurrent,
+    maxQueue: count("max-queue", "COLLAPSER_MAX_QUEUE", DEFAULT_MAX_QUEUE),
+    queueTimeoutMs: duration("queue-timeout", "COLLAPSER_QUEUE_TIMEOUT", DEFAULT_QUEUE_TIMEOUT_MS, false),
+  };
+
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   const maxFound = pick("max-message-size", "COLLAPSER_MAX_MESSAGE_SIZE");
   if (maxFound !== undefined) {
@@ -369,6 +398,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       descriptorSet,
       reflection,
       shadow: flagOrEnv("shadow", "COLLAPSER_SHADOW", false),
+      backendLimit,
       tls: serverTls(),
       backendTls: backendTls(),
       staleIfErrorMs: duration("stale-if-error", "COLLAPSER_STALE_IF_ERROR", 0, true),
@@ -405,6 +435,9 @@ export function effectiveConfig(config: Config, policy: Policy): Record<string, 
     staleIfError: formatDuration(config.staleIfErrorMs),
     refreshAhead: config.refreshAhead,
     hotKeys: config.hotKeys,
+    maxBackendConcurrency: config.backendLimit?.maxConcurrent ?? "off",
+    maxQueue: config.backendLimit?.maxQueue ?? null,
+    queueTimeout: config.backendLimit ? formatDuration(config.backendLimit.queueTimeoutMs) : null,
     tls: config.tls === undefined ? "off" : config.tls.clientCa === undefined ? "on" : "mTLS",
     tlsCert: config.tls?.cert ?? null,
     tlsClientCa: config.tls?.clientCa ?? null,

@@ -145,7 +145,15 @@ export class Metrics implements ProxyObserver {
     this.#reloads.inc({ result: "failed" }, 0);
 
     const proxyStats = (): ProxyStats =>
-      this.#source?.proxyStats() ?? { backendCalls: 0, backendInflight: 0, passthrough: 0, activeCalls: 0 };
+      this.#source?.proxyStats() ?? {
+        backendCalls: 0,
+        backendInflight: 0,
+        passthrough: 0,
+        activeCalls: 0,
+        queued: 0,
+        shedQueueFull: 0,
+        shedQueueTimeout: 0,
+      };
     const collapserStats = (): CollapserStats =>
       this.#source?.collapserStats() ?? {
         leaders: 0,
@@ -183,6 +191,24 @@ export class Metrics implements ProxyObserver {
       "Backend calls running now (collapsed and passed through).",
       () => proxyStats().backendInflight,
     );
+    gauge(
+      "collapser_backend_queue_length",
+      "Backend calls waiting for a slot now (--max-backend-concurrency).",
+      () => proxyStats().queued,
+    );
+    new client.Counter({
+      name: "collapser_backend_shed_total",
+      help:
+        "Calls answered RESOURCE_EXHAUSTED by the proxy instead of reaching the backend (--max-backend-concurrency), by reason: queue_full, queue_timeout.",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        const stats = proxyStats();
+        this.reset();
+        this.inc({ reason: "queue_full" }, stats.shedQueueFull);
+        this.inc({ reason: "queue_timeout" }, stats.shedQueueTimeout);
+      },
+    });
     gauge(
       "collapser_waiting_callers",
       "Callers waiting on a shared backend call now (leaders and followers).",

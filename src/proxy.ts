@@ -11,7 +11,8 @@
 
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { type BackendCallReport, BackendCalls } from "./backend_calls.ts";
+import { type BackendCallReport, BackendCalls, type BackendStats } from "./backend_calls.ts";
+import type { LimiterOptions } from "./limiter.ts";
 import { Collapser, type Role } from "./collapser.ts";
 import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "./config.ts";
 import { DownstreamCall } from "./downstream_call.ts";
@@ -69,6 +70,11 @@ export interface ProxyOptions {
   tls?: ServerTls;
   /** Call the backend over TLS with this. @default {plaintext h2c} */
   backendTls?: ClientTls;
+  /**
+   * Bound on backend calls at once (collapsed and passed through): calls past it wait in a bounded queue
+   * for a bounded time, then get RESOURCE_EXHAUSTED. @default {no bound}
+   */
+  backendLimit?: LimiterOptions;
   /** Told of every finished call and backend call (the seam for metrics). */
   observer?: ProxyObserver;
 }
@@ -109,13 +115,7 @@ export function observers(...list: ProxyObserver[]): ProxyObserver {
 }
 
 /** Counters of the proxy itself, beside {@linkcode Collapser.stats}. */
-export interface ProxyStats {
-  /** Backend calls started since start. */
-  backendCalls: number;
-  /** Backend calls running now. */
-  backendInflight: number;
-  /** Calls passed through (not collapsed) since start. */
-  passthrough: number;
+export interface ProxyStats extends BackendStats {
   /** Downstream calls not yet answered. */
   activeCalls: number;
 }
@@ -177,6 +177,7 @@ export class Proxy {
       backendClient: options.backendClient,
       onFinished: this.#observer && ((info) => this.#observer!.backendCall(info)),
       tls: options.backendTls,
+      limit: options.backendLimit,
     }, this.collapser);
     const serverOptions: http2.ServerOptions = {
       // Each collapsed follower is a stream; allow large herds on one connection.

@@ -26,6 +26,7 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     staleIfErrorMs: 0,
     refreshAhead: true,
     hotKeys: 1000,
+    backendLimit: undefined,
     tls: undefined,
     backendTls: undefined,
     maxMessageBytes: 4 * 1024 * 1024,
@@ -124,6 +125,16 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
     [["--backend", "b:1"], { COLLAPSER_HOT_KEYS: "-1" }, /COLLAPSER_HOT_KEYS: invalid count "-1"/],
     [["--backend", "b:1", "--hot-keys", "5", "--no-hot-keys"], {}, /give one/],
     [["--backend", "b:1", "--tls-cert", "c.pem"], {}, /--tls-cert and --tls-key go together/],
+    [
+      ["--backend", "b:1", "--max-backend-concurrency=-3"],
+      {},
+      /--max-backend-concurrency: invalid count "-3"/,
+    ],
+    [
+      ["--backend", "b:1", "--max-backend-concurrency", "4", "--queue-timeout", "0"],
+      {},
+      /--queue-timeout: must be greater than 0/,
+    ],
     [["--backend", "b:1", "--tls-client-ca", "ca.pem"], {}, /--tls-client-ca needs --tls-cert and --tls-key/],
     [["--backend", "b:1", "--backend-cert", "c.pem"], {}, /--backend-cert and --backend-key go together/],
   ];
@@ -233,6 +244,28 @@ Deno.test("parseConfig() reads the TLS flags; any --backend-* TLS option implies
     serverName: undefined,
   });
   assert.equal(config(["--backend", "svc:443"]).backendTls, undefined);
+});
+
+Deno.test("parseConfig() reads the backend protection flags", () => {
+  assert.deepEqual(config(["--backend", "a:1", "--max-backend-concurrency", "16"]).backendLimit, {
+    maxConcurrent: 16,
+    maxQueue: 1024,
+    queueTimeoutMs: 1000,
+  });
+  assert.deepEqual(
+    config([], {
+      BACKEND_ADDRESS: "a:1",
+      COLLAPSER_MAX_BACKEND_CONCURRENCY: "8",
+      COLLAPSER_MAX_QUEUE: "0",
+      COLLAPSER_QUEUE_TIMEOUT: "250ms",
+    }).backendLimit,
+    { maxConcurrent: 8, maxQueue: 0, queueTimeoutMs: 250 },
+  );
+  assert.equal(
+    config(["--backend", "a:1", "--max-queue", "5"]).backendLimit,
+    undefined,
+    "no bound without N",
+  );
 });
 
 Deno.test("parseConfig() answers --help without needing a backend", () => {

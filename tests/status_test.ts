@@ -24,7 +24,15 @@ interface FakeFlight {
 
 /** A proxy as the board sees it: counters the test sets, and readiness probes it answers. */
 class FakeProxy {
-  readonly proxy: ProxyStats = { backendCalls: 0, backendInflight: 0, passthrough: 0, activeCalls: 0 };
+  readonly proxy: ProxyStats = {
+    backendCalls: 0,
+    backendInflight: 0,
+    passthrough: 0,
+    activeCalls: 0,
+    queued: 0,
+    shedQueueFull: 0,
+    shedQueueTimeout: 0,
+  };
   readonly collapser: CollapserStats = {
     leaders: 0,
     followers: 0,
