@@ -225,6 +225,10 @@ export class Proxy {
   reloadTls(material: { tls?: ServerTls; backendTls?: ClientTls }): void {
     if (material.tls !== undefined) {
       if (!("setSecureContext" in this.#server)) throw new Error("the proxy does not serve TLS");
+      if ((material.tls.ca === undefined) !== (this.#identities === undefined)) {
+        // Whether clients must present certificates (and are keyed by them) is fixed at start-up.
+        throw new Error("a reload cannot turn client certificates (mTLS) on or off: restart the proxy");
+      }
       this.#server.setSecureContext(secureContext(material.tls));
     }
     if (material.backendTls !== undefined) this.backend.setTls(material.backendTls);

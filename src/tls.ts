@@ -184,7 +184,14 @@ export class TlsMaterial {
         });
         return;
       }
-      apply(material);
+      try {
+        apply(material);
+      } catch (err) {
+        log.error("certificate reload: {error}; keeping the certificates in use", {
+          error: (err as Error).message,
+        });
+        return;
+      }
       log.info("certificates reloaded", {
         tlsValidTo: material.tls?.validTo,
         backendTls: material.backendTls !== undefined,

@@ -9,6 +9,8 @@ import * as grpc from "@grpc/grpc-js";
 import type { SpanContext } from "@opentelemetry/api";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { Buffer } from "node:buffer";
+import { isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
 import { encodeFrame, encodeGrpcMessage, type StatusCode } from "./grpc_wire.ts";
 import type { ClientTls } from "./tls.ts";
 
@@ -167,16 +169,42 @@ export interface UpstreamOptions {
   tls?: ClientTls;
 }
 
-/** grpc-js credentials and channel options for `tls` (plaintext when undefined). */
-function channelCredentials(tls: ClientTls | undefined): [grpc.ChannelCredentials, grpc.ChannelOptions] {
+/**
+ * grpc-js credentials and channel options for `tls` (plaintext when undefined).
+ *
+ * grpc-js sends the target's host as the TLS server name; for an IP address Deno refuses that outright
+ * (Node only warns), so every connection to `--backend 10.0.0.5:443` would fail. For an IP target with no
+ * `--backend-server-name`, the server name sent is a placeholder under the reserved `.invalid` TLD (SNI
+ * cannot carry an IP anyway, RFC 6066), and the certificate is still checked against the IP itself.
+ */
+function channelCredentials(
+  target: string,
+  tls: ClientTls | undefined,
+): [grpc.ChannelCredentials, grpc.ChannelOptions] {
   if (tls === undefined) return [grpc.credentials.createInsecure(), {}];
   const pem = (text: string | undefined) => text === undefined ? null : Buffer.from(text);
-  const credentials = grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert));
-  const options: grpc.ChannelOptions = tls.servername === undefined ? {} : {
-    "grpc.ssl_target_name_override": tls.servername,
-    "grpc.default_authority": tls.servername,
-  };
-  return [credentials, options];
+  if (tls.servername !== undefined) {
+    return [grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert)), {
+      "grpc.ssl_target_name_override": tls.servername,
+      "grpc.default_authority": tls.servername,
+    }];
+  }
+  const ip = ipHost(target);
+  if (ip === undefined) return [grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert)), {}];
+  const credentials = grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert), {
+    checkServerIdentity: (_placeholder, cert) => checkServerIdentity(ip, cert),
+  });
+  return [credentials, {
+    "grpc.ssl_target_name_override": "ip-address.invalid",
+    "grpc.default_authority": target,
+  }];
+}
+
+/** The IP address of a `host:port` or `[v6]:port` target, or undefined when the host is a name. */
+function ipHost(target: string): string | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:/]+)):\d+$/.exec(target);
+  const host = match?.[1] ?? match?.[2];
+  return host !== undefined && isIP(host) !== 0 ? host : undefined;
 }
 
 const identity = (b: Buffer): Buffer => b;
@@ -189,7 +217,7 @@ export class Upstream {
 
   constructor(target: string, options: UpstreamOptions = {}) {
     this.target = target;
-    const [credentials, tlsOptions] = channelCredentials(options.tls);
+    const [credentials, tlsOptions] = channelCredentials(target, options.tls);
     this.#client = new grpc.Client(target, credentials, {
       ...tlsOptions,
       "grpc.max_receive_message_length": options.maxMessageBytes ?? -1,
