@@ -110,7 +110,7 @@ export async function serveAdmin(
   return await startAdmin({
     metrics: () => metrics.text(),
     draining: () => proxy.draining,
-    backendReady: (timeoutMs) => proxy.upstream.ready(timeoutMs),
+    backendReady: (timeoutMs) => proxy.backendReady(timeoutMs),
     status: () => status.snapshot(),
   }, { hostname: options.hostname, port: options.port });
 }

@@ -139,7 +139,16 @@ export class BackendCalls {
     };
   }
 
-  /** The grpc-js client (readiness checks use it). */
+  /**
+   * Whether the backend can be reached now, through the raw channel when there is one: a readiness check
+   * is not activity there, so checks every few seconds do not keep an idle connection open (grpc-js counts
+   * them as activity, and an idle connection held open is one the backend will GOAWAY; h2_channel.ts).
+   */
+  ready(timeoutMs: number): Promise<boolean> {
+    return this.#unary?.ready(timeoutMs) ?? this.#upstream.ready(timeoutMs);
+  }
+
+  /** The grpc-js client. */
   get upstream(): Upstream {
     return this.#upstream;
   }

@@ -14,6 +14,17 @@
  * after the old one is closed, refused or sent GOAWAY; keepalive pings; HTTP and RST_STREAM errors mapped
  * to gRPC statuses as the gRPC spec says (doc/http-grpc-status-mapping.md).
  *
+ * And it closes a session that has had no call open for `idleTimeoutMs` (30 s), before the backend does:
+ * backends and the hops in front of them close idle connections with a GOAWAY (grpc-go
+ * `MaxConnectionIdle`, grpc-js `grpc.max_connection_idle_ms`, Envoy `idle_timeout`, AWS ALB after 60 s),
+ * and on Deno 2.9.6 a GOAWAY received by a client session can abort the process (denoland/deno#36788:
+ * nghttp2's assertion in `find_stream_on_goaway_func`, or a segfault). bench/idle_goaway.ts measured it:
+ * the proxy died on the backend's GOAWAY whatever the idle period (10 s, 60 s, 4 min), while sessions the
+ * proxy closed itself never took it down. Keepalive pings on idle sessions would not help: idle policies
+ * count calls, not pings (an idle session pinged every quarter period was closed on time), and grpc-go's
+ * default policy answers pings without calls with GOAWAY `too_many_pings`. For the same reason
+ * {@linkcode H2Channel.ready} is not activity. Deno 2.8.3 survives every case.
+ *
  * @module
  */
 
@@ -31,6 +42,7 @@ import { log } from "./log.ts";
 import type { ClientTls } from "./tls.ts";
 import { corkTurn } from "./cork.ts";
 import {
+  DEFAULT_IDLE_TIMEOUT_MS,
   RESPONSE_HOP_HEADERS,
   type ResponseSink,
   single,
@@ -47,6 +59,9 @@ const {
   NGHTTP2_INADEQUATE_SECURITY,
 } = http2.constants;
 
+/** Re-exported: how long a backend session with no call open is kept (defined beside grpc-js's). */
+export { DEFAULT_IDLE_TIMEOUT_MS };
+
 /** Options for {@linkcode H2Channel}. */
 export interface H2ChannelOptions {
   /** Largest response message accepted, in bytes, after decompression. @default {Infinity} */
@@ -55,6 +70,12 @@ export interface H2ChannelOptions {
   keepaliveMs?: number;
   /** How long a keepalive ping may go unanswered before the session is dropped, in ms. @default {10_000} */
   keepaliveTimeoutMs?: number;
+  /**
+   * Close a session once it has had no call open for this long, in ms; the next call opens a new one. A
+   * session with a call open is never closed for idleness. `Infinity` keeps idle sessions until the backend
+   * closes them. @default {DEFAULT_IDLE_TIMEOUT_MS} (30 s)
+   */
+  idleTimeoutMs?: number;
   /** Connect over TLS (ALPN h2) with these; undefined = plaintext h2c. */
   tls?: ClientTls;
 }
@@ -122,6 +143,10 @@ function forwardedHeaders(
 interface Session {
   readonly h2: http2.ClientHttp2Session;
   open: number;
+  /** When `open` last fell to 0 (`performance.now()`). */
+  idleSince: number;
+  /** Whether the backend's SETTINGS have arrived: it speaks HTTP/2. */
+  settled: boolean;
 }
 
 /** A raw HTTP/2 client for one backend address. */
@@ -130,6 +155,7 @@ export class H2Channel {
   readonly #maxMessageBytes: number;
   #keepaliveMs: number;
   readonly #keepaliveTimeoutMs: number;
+  readonly #idleTimeoutMs: number;
   /** The session new calls go to. */
   #current: Session | undefined;
   /** Every session not yet closed, including retired ones still finishing calls. */
@@ -138,6 +164,14 @@ export class H2Channel {
   #tls: ClientTls | undefined;
 
   constructor(authority: string, options: H2ChannelOptions = {}) {
+    const { idleTimeoutMs = DEFAULT_IDLE_TIMEOUT_MS } = options;
+    if (!(idleTimeoutMs > 0)) {
+      throw new RangeError(
+        "Cannot create H2Channel: idleTimeoutMs must be a positive number or Infinity: " +
+          `received ${idleTimeoutMs}`,
+      );
+    }
+    this.#idleTimeoutMs = idleTimeoutMs;
     this.#authority = authority;
     this.#tls = options.tls;
     this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
@@ -238,7 +272,7 @@ export class H2Channel {
       current.on("trailers", (headers) => trailers = headers);
       current.on("error", (err) => error = err);
       current.on("close", () => {
-        session.open--;
+        if (--session.open === 0) session.idleSince = performance.now();
         if (finished) return;
         const h2 = session.h2;
         if (!responded && early === undefined && retries > 0 && wasRefused(current, error)) {
@@ -297,6 +331,43 @@ export class H2Channel {
     if (current !== undefined && current.open === 0) current.h2.close();
   }
 
+  /**
+   * Whether the backend can be reached now: resolves true once a session has the backend's SETTINGS
+   * (opening one if there is none), false if that fails or takes longer than `timeoutMs`. Unlike grpc-js's
+   * `waitForReady`, a probe is not activity: a session opened or kept for probes alone is closed after
+   * `idleTimeoutMs` like any other, so probing every few seconds does not hold an idle connection open
+   * until the backend's GOAWAY (see the module comment).
+   */
+  ready(timeoutMs: number): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    let session: Session;
+    try {
+      session = this.#connected();
+    } catch {
+      return Promise.resolve(false);
+    }
+    if (session.settled) return Promise.resolve(true);
+    const { h2 } = session;
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        h2.off("remoteSettings", settled);
+        h2.off("close", closed);
+        resolve(ready);
+      };
+      const settled = () => done(true);
+      const closed = () => done(false);
+      const timer = setTimeout(closed, timeoutMs);
+      h2.once("remoteSettings", settled);
+      h2.once("close", closed);
+    });
+  }
+
+  /** @internal Sessions not yet closed: the current one and retired ones still finishing calls. */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
   /** Closes every session; calls in flight end with UNAVAILABLE, and so do calls made afterwards. */
   close(): void {
     this.#closed = true;
@@ -317,11 +388,12 @@ export class H2Channel {
       ...tls,
       ...(tls && { ALPNProtocols: ["h2"] }),
     });
-    const session: Session = { h2, open: 0 };
+    const session: Session = { h2, open: 0, idleSince: performance.now(), settled: false };
     this.#current = session;
     this.#sessions.add(session);
     let pingTimer: ReturnType<typeof setTimeout> | undefined;
     h2.on("error", (err) => log.debug("backend session error: {error}", { error: String(err) }));
+    h2.once("remoteSettings", () => session.settled = true);
     h2.on("goaway", (errorCode: number, _lastStreamId: number, data?: Uint8Array) => {
       // Calls in flight finish on this session; new ones go to a new one.
       if (this.#current === session) this.#current = undefined;
@@ -339,6 +411,7 @@ export class H2Channel {
       this.#sessions.delete(session);
       clearInterval(keepalive);
       clearTimeout(pingTimer);
+      clearTimeout(idleTimer);
     });
     h2.on("connect", () => {
       try {
@@ -369,6 +442,23 @@ export class H2Channel {
       }
     }, this.#keepaliveMs);
     Deno.unrefTimer(keepalive as unknown as number);
+    // One timer per session, not one per call: when it fires early (a call was open, or one ended since it
+    // was set) it is set again for the rest of the period.
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    const idleCheck = () => {
+      if (h2.closed || h2.destroyed) return;
+      const idleMs = session.open === 0 ? performance.now() - session.idleSince : 0;
+      if (idleMs >= this.#idleTimeoutMs) {
+        // Retired first, so that no call goes to it while its GOAWAY is on the way.
+        if (this.#current === session) this.#current = undefined;
+        log.debug("closing the backend session, idle for {ms} ms", { ms: Math.round(idleMs) });
+        h2.close();
+        return;
+      }
+      idleTimer = setTimeout(idleCheck, Math.min(this.#idleTimeoutMs - idleMs, 2 ** 31 - 1));
+      Deno.unrefTimer(idleTimer as unknown as number);
+    };
+    if (this.#idleTimeoutMs !== Infinity) idleCheck();
     return session;
   }
 }

@@ -258,6 +258,11 @@ export class Proxy {
     return this.backend.upstream;
   }
 
+  /** Whether the backend can be reached now; resolves within `timeoutMs`. */
+  backendReady(timeoutMs: number): Promise<boolean> {
+    return this.backend.ready(timeoutMs);
+  }
+
   /** A snapshot of the proxy's own counters. */
   stats(): ProxyStats {
     return { ...this.backend.stats, activeCalls: this.#activeCalls };

@@ -85,7 +85,7 @@ export function statusSource(proxy: Proxy, config: Record<string, unknown>): Sta
     collapserStats: () => proxy.collapser.stats(),
     flights: () => proxy.collapser.flights(),
     draining: () => proxy.draining,
-    backendReady: (timeoutMs) => proxy.upstream.ready(timeoutMs),
+    backendReady: (timeoutMs) => proxy.backendReady(timeoutMs),
     backendTarget: String(config.backend ?? ""),
     config,
   };

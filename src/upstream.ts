@@ -159,6 +159,14 @@ export interface UpstreamStream extends UpstreamCall {
   resume(): void;
 }
 
+/**
+ * How long a backend session with no call open is kept before the channel closes it, in ms: below the idle
+ * limits backends and the hops in front of them commonly enforce (AWS ALB 60 s, nginx's keepalive_timeout
+ * 75 s, grpc-go `MaxConnectionIdle` and Envoy `idle_timeout` as configured), so the channel closes an idle
+ * session before the backend sends it GOAWAY. See the module comment for why that matters.
+ */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
 /** Options for {@linkcode Upstream}. */
 export interface UpstreamOptions {
   /** Largest message accepted from the backend, in bytes; -1 = unlimited. @default {-1} */
@@ -227,6 +235,8 @@ export class Upstream {
       // The proxy does not retry for the caller, and channelz bookkeeping costs per call (bench/load.ts).
       "grpc.enable_retries": 0,
       "grpc.enable_channelz": 0,
+      // Close an idle connection before the backend's idle policy sends GOAWAY (see h2_channel.ts).
+      "grpc.client_idle_timeout_ms": DEFAULT_IDLE_TIMEOUT_MS,
       ...options.channelOptions,
     });
   }
