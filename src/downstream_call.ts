@@ -135,15 +135,16 @@ export class DownstreamCall {
     stream.on("end", () => {
       this.#ended = true;
       if (this.#mode === "done") return;
+      // Nothing a request carries may throw out of an http2 event handler: that would end the process.
       try {
         decoder.finish();
+        if (this.#mode === "pass") this.#upstream?.end();
+        else if (this.#mode === "reading") {
+          if (this.#buffered.length === 1) this.#decide(this.#buffered[0], deadline);
+          else this.#startPass(deadline);
+        }
       } catch (err) {
-        return this.#fail(err);
-      }
-      if (this.#mode === "pass") this.#upstream?.end();
-      else if (this.#mode === "reading") {
-        if (this.#buffered.length === 1) this.#decide(this.#buffered[0], deadline);
-        else this.#startPass(deadline);
+        this.#fail(err);
       }
     });
     stream.on("close", () => {

@@ -174,7 +174,9 @@ export function collapseKey(
   for (const name of Object.keys(headers)) {
     if (name.charCodeAt(0) === 0x3a /* ':' */ || !filter.keyed(name)) continue;
     names.push(name);
-    bound += 12 + name.length + valueOf(headers[name]).length * 3;
+    // A -bin value decodes to fewer bytes than it has characters, but each comma-separated part gets a
+    // 4-byte length of its own: at most 8 + 5 bytes per character (`,,,,` is all prefixes).
+    bound += 16 + name.length * 3 + valueOf(headers[name]).length * 5;
   }
   if (names.length > 1) names.sort();
   if (bound > scratch.byteLength) {
