@@ -13,7 +13,7 @@ import { Status, type StatusCode } from "./grpc_wire.ts";
 import { H2Channel, plainAuthority } from "./h2_channel.ts";
 import { log } from "./log.ts";
 import type { MethodPolicy } from "./policy.ts";
-import { Limiter, type LimiterOptions, type Ticket } from "./limiter.ts";
+import { Limiter, type LimiterOptions } from "./limiter.ts";
 import type { ClientTls } from "./tls.ts";
 import { startBackendSpan } from "./tracing.ts";
 import {
@@ -207,17 +207,14 @@ export class BackendCalls {
     const limiter = this.#limiter;
     if (limiter === undefined) return this.#lead(flight, request, noop);
     // Past the concurrency limit the flight waits for a slot (its callers with it), or is shed.
-    let ticket: Ticket | undefined;
     let granted = false;
     let acquiring = true;
-    let releaseWhenIssued = false;
-    const release = () => ticket === undefined ? releaseWhenIssued = true : ticket.release();
-    ticket = limiter.acquire(() => {
+    const ticket = limiter.acquire((release) => {
       granted = true;
       try {
         this.#lead(flight, request, release);
       } catch (err) {
-        if (acquiring) throw err; // join() answers the leader with INTERNAL
+        if (acquiring) throw err; // the limiter gives the slot back; join() answers the leader INTERNAL
         release();
         this.#settle(flight, request, statusEvent(Status.INTERNAL, `cannot call the backend: ${err}`));
       }
@@ -230,11 +227,10 @@ export class BackendCalls {
       );
     });
     acquiring = false;
-    if (releaseWhenIssued) ticket.release();
     if (!granted && !flight.done) {
       flight.onIdle = () => {
         // Everyone left while it waited for a slot: give the place up, nothing was sent.
-        ticket!.release();
+        ticket.release();
         flight.finish(NOT_CACHED);
       };
     }
@@ -366,28 +362,24 @@ export class BackendCalls {
     const limiter = this.#limiter;
     if (limiter === undefined) return this.#pass(method, headers, deadline, sink, noop);
     let real: UpstreamStream | undefined;
-    let ticket: Ticket | undefined;
-    let releaseWhenIssued = false;
-    const release = () => ticket === undefined ? releaseWhenIssued = true : ticket.release();
     const pending: Uint8Array[] = [];
     const drains: (() => void)[] = [];
     let ended = false;
     let paused = false;
-    ticket = limiter.acquire(() => {
+    const ticket = limiter.acquire((release) => {
       const stream = real = this.#pass(method, headers, deadline, sink, release);
       for (const message of pending.splice(0)) stream.write(message);
       if (ended) stream.end();
       if (paused) stream.pause();
       for (const drain of drains.splice(0)) drain();
     }, () => sink(statusEvent(Status.RESOURCE_EXHAUSTED, "backend concurrency limit reached; call shed")));
-    if (releaseWhenIssued) ticket.release();
     return {
       write: (message) => real ? real.write(message) : (pending.push(message), false),
       end: () => real ? real.end() : ended = true,
       onDrain: (listener) => real ? real.onDrain(listener) : drains.push(listener),
       pause: () => real ? real.pause() : paused = true,
       resume: () => real ? real.resume() : paused = false,
-      cancel: () => real ? real.cancel() : ticket!.release(),
+      cancel: () => real ? real.cancel() : ticket.release(),
     };
   }
 

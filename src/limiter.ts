@@ -78,16 +78,17 @@ export class Limiter {
   }
 
   /**
-   * Asks for a slot: `grant` runs now if one is free (before this returns), or later in arrival order;
-   * `shed` runs instead when the queue is full (now) or the wait times out. Exactly one of them runs,
-   * unless the ticket is released first.
+   * Asks for a slot: `grant` runs now if one is free (before this returns), or later in arrival order,
+   * and is handed the slot's `release` (usable at once, even before `acquire` has returned); `shed` runs
+   * instead when the queue is full (now) or the wait times out. Exactly one of them runs, unless the
+   * ticket is released first. A `grant` that throws gives its slot back.
    */
-  acquire(grant: () => void, shed: (reason: ShedReason) => void): Ticket {
+  acquire(grant: (release: () => void) => void, shed: (reason: ShedReason) => void): Ticket {
     if (this.#active < this.maxConcurrent && this.#queued === 0) {
       this.#active++;
       const slot = this.#slot();
       try {
-        grant();
+        grant(slot.release);
       } catch (err) {
         slot.release();
         throw err;
@@ -102,8 +103,13 @@ export class Limiter {
     const waiter: Waiter = { grant: () => {}, shed, timer: undefined, done: false };
     let slot: Ticket | undefined;
     waiter.grant = () => {
-      slot = this.#slot();
-      grant();
+      const granted = slot = this.#slot();
+      try {
+        grant(granted.release);
+      } catch (err) {
+        granted.release();
+        throw err;
+      }
     };
     waiter.timer = setTimeout(() => {
       this.#leave(waiter);
