@@ -118,6 +118,26 @@ export function requestMetadata(headers: IncomingHttpHeaders): grpc.Metadata {
   return metadata;
 }
 
+/**
+ * grpc-js sends each value of a repeated key as a header field of its own. A caller's comma-joined `-bin`
+ * value of many parts (how gRPC joins repeated binary metadata) would so reach the backend as that many
+ * header fields, and from 128 of them a node:http2 backend refuses the header list (its
+ * `maxHeaderListPairs`): a call that succeeds sent straight to the backend would fail only when the proxy
+ * passes it through. Join the values of a `-bin` key back into one field, as the caller sent them; every
+ * gRPC implementation splits such a field on commas (grpc-js `Metadata.fromHttp2Headers`, C-core). This is
+ * process-wide: the only grpc-js callers here are the proxy's own backend clients and, in tests, servers,
+ * for which the joined form is equally correct. Plain values are already joined by node:http2 on receipt.
+ */
+const toHttp2Headers = grpc.Metadata.prototype.toHttp2Headers;
+grpc.Metadata.prototype.toHttp2Headers = function joinedBinaryValues(this: grpc.Metadata) {
+  const headers = toHttp2Headers.call(this);
+  for (const key in headers) {
+    const value = headers[key];
+    if (Array.isArray(value) && key.endsWith("-bin")) headers[key] = value.join(",");
+  }
+  return headers;
+};
+
 /** grpc-js metadata → headers ready to send downstream, per-hop headers removed. */
 export function wireHeaders(metadata: grpc.Metadata): OutgoingHttpHeaders {
   const out = metadata.toHttp2Headers();
