@@ -106,6 +106,8 @@ export async function serveAdmin(
 ): Promise<Deno.HttpServer<Deno.NetAddr>> {
   const { metrics, status } = options;
   metrics.attach({ proxyStats: () => proxy.stats(), collapserStats: () => proxy.collapser.stats() });
+  const tier = proxy.tier;
+  if (tier !== undefined) metrics.tier(() => tier.stats);
   status.start(statusSource(proxy, options.config));
   return await startAdmin({
     metrics: () => metrics.text(),

@@ -123,11 +123,20 @@ export class Flight<E> {
   readonly #owner: Collapser<E>;
   /** Called when the last subscriber leaves before the producer finished. */
   onIdle: (() => void) | undefined;
+  /**
+   * Called once when the producer finishes, after the subscribers got `end()`, with the recording (undefined
+   * if the flight stopped being shared) and how it is kept: for a producer that passes answers on (the
+   * shared tier). Must not throw.
+   */
+  onFinish: ((events: readonly E[] | undefined, options: FinishOptions) => void) | undefined;
+  /** Whether refresh-ahead started this flight (a cached recording still answers meanwhile). */
+  readonly refresh: boolean;
 
   /** @internal Created by {@linkcode Collapser.join}. */
-  constructor(owner: Collapser<E>, key: string) {
+  constructor(owner: Collapser<E>, key: string, refresh = false) {
     this.#owner = owner;
     this.key = key;
+    this.refresh = refresh;
     this.#startedAt = owner._now();
   }
 
@@ -203,6 +212,7 @@ export class Flight<E> {
     this.#subscribers.clear();
     this.#owner._waiting -= subscribers.length;
     for (const subscriber of subscribers) safeEnd(subscriber);
+    this.onFinish?.(events, options);
   }
 
   /** @internal */
@@ -326,7 +336,7 @@ export class Collapser<E> {
   /** Starts a producer nobody waits on yet; callers that come before it finishes join it. */
   #refresh(key: string, start: (flight: Flight<E>) => void): void {
     this.#refreshes++;
-    const flight = new Flight<E>(this, key);
+    const flight = new Flight<E>(this, key, true);
     this.#inflight.set(key, flight);
     try {
       start(flight);

@@ -12,6 +12,15 @@ import { LOG_LEVELS, type ProxyLogLevel } from "./log.ts";
 import { type MethodPatterns, methodPatterns, type Policy, type PolicyDefaults } from "./policy.ts";
 import type { ClientTlsFiles, ServerTlsFiles } from "./tls.ts";
 import { DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, type LimiterOptions } from "./limiter.ts";
+import {
+  DEFAULT_REDIS_LOCK_TTL_MS,
+  DEFAULT_REDIS_MAX_BYTES,
+  DEFAULT_REDIS_PREFIX,
+  DEFAULT_REDIS_TIMEOUT_MS,
+  maskedRedisUrl,
+  parseRedisUrl,
+  type RedisConfig,
+} from "./redis_config.ts";
 
 /** Default port of the gRPC listener. */
 export const DEFAULT_GRPC_PORT = 50052;
@@ -71,6 +80,10 @@ export interface Config {
   tls: ServerTlsFiles | undefined;
   /** TLS to the backend; undefined = plaintext h2c. */
   backendTls: ClientTlsFiles | undefined;
+  /** The shared tier (Redis); undefined = this proxy collapses alone. */
+  redis: RedisConfig | undefined;
+  /** Bind the gRPC port with SO_REUSEPORT, so several processes can share it. */
+  reusePort: boolean;
   /** Largest request message accepted, in bytes. */
   maxMessageBytes: number;
   /** Lowest log level written. */
@@ -136,6 +149,19 @@ TLS (SIGHUP reloads the files):
   --backend-key FILE         ... and its private key                     [COLLAPSER_BACKEND_KEY]
   --backend-server-name NAME name to verify (and send as SNI)            [COLLAPSER_BACKEND_SERVER_NAME]
                              (any --backend-* TLS option implies --backend-tls)
+
+A fleet that collapses as one (shared tier):
+  --redis URL                redis://[user:password@]host:port[/db],     [REDIS_URL] (default: off)
+                             rediss:// for TLS
+  --redis-prefix STRING      namespace of the tier's keys and channel    [COLLAPSER_REDIS_PREFIX] (default ${DEFAULT_REDIS_PREFIX})
+  --redis-max-bytes BYTES    larger answers stay on their proxy          [COLLAPSER_REDIS_MAX_BYTES] (default ${DEFAULT_REDIS_MAX_BYTES})
+  --redis-timeout DURATION   bound on one Redis round trip; past it the  [COLLAPSER_REDIS_TIMEOUT] (default 100ms)
+                             proxy collapses alone until Redis is back
+  --redis-lock-ttl DURATION  life of a key's lock: the longest a proxy   [COLLAPSER_REDIS_LOCK_TTL] (default 5s)
+                             waits for another proxy's answer
+  --reuse-port               share the gRPC port with other processes    [COLLAPSER_REUSE_PORT]
+                             (SO_REUSEPORT)
+
   --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
   --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)
@@ -190,6 +216,12 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
         "backend-cert": { type: "string" },
         "backend-key": { type: "string" },
         "backend-server-name": { type: "string" },
+        redis: { type: "string" },
+        "redis-prefix": { type: "string" },
+        "redis-max-bytes": { type: "string" },
+        "redis-timeout": { type: "string" },
+        "redis-lock-ttl": { type: "string" },
+        "reuse-port": { type: "boolean" },
         "max-message-size": { type: "string" },
         "log-level": { type: "string" },
         "shutdown-timeout": { type: "string" },
@@ -370,6 +402,34 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     queueTimeoutMs: duration("queue-timeout", "COLLAPSER_QUEUE_TIMEOUT", DEFAULT_QUEUE_TIMEOUT_MS, false),
   };
 
+  const redis = (): RedisConfig | undefined => {
+    const found = pick("redis", "REDIS_URL");
+    if (found === undefined) {
+      for (const flag of ["redis-prefix", "redis-max-bytes", "redis-timeout", "redis-lock-ttl"] as const) {
+        if (typeof values[flag] === "string") throw new ConfigError(`--${flag} needs --redis URL`);
+      }
+      return undefined;
+    }
+    let url;
+    try {
+      url = parseRedisUrl(found.value.trim());
+    } catch (err) {
+      throw new ConfigError(`${found.source}: ${(err as Error).message}`);
+    }
+    const prefix = pick("redis-prefix", "COLLAPSER_REDIS_PREFIX")?.value ?? DEFAULT_REDIS_PREFIX;
+    const maxBytes = count("redis-max-bytes", "COLLAPSER_REDIS_MAX_BYTES", DEFAULT_REDIS_MAX_BYTES);
+    if (maxBytes > 512 * 2 ** 20) {
+      throw new ConfigError("--redis-max-bytes: at most 512 MiB (Redis's own limit)");
+    }
+    return {
+      ...url,
+      prefix,
+      maxBytes,
+      timeoutMs: duration("redis-timeout", "COLLAPSER_REDIS_TIMEOUT", DEFAULT_REDIS_TIMEOUT_MS, false),
+      lockTtlMs: duration("redis-lock-ttl", "COLLAPSER_REDIS_LOCK_TTL", DEFAULT_REDIS_LOCK_TTL_MS, false),
+    };
+  };
+
   let maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
   const maxFound = pick("max-message-size", "COLLAPSER_MAX_MESSAGE_SIZE");
   if (maxFound !== undefined) {
@@ -404,6 +464,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       staleIfErrorMs: duration("stale-if-error", "COLLAPSER_STALE_IF_ERROR", 0, true),
       refreshAhead,
       hotKeys,
+      redis: redis(),
+      reusePort: flagOrEnv("reuse-port", "COLLAPSER_REUSE_PORT", false),
       maxMessageBytes,
       logLevel,
       shutdownTimeoutMs: duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT_MS, true),
@@ -448,6 +510,12 @@ export function effectiveConfig(config: Config, policy: Policy): Record<string, 
       : "mTLS",
     backendCa: config.backendTls?.ca ?? (config.backendTls ? "system roots" : null),
     backendServerName: config.backendTls?.serverName ?? null,
+    redis: config.redis === undefined ? "off" : maskedRedisUrl(config.redis.url),
+    redisPrefix: config.redis?.prefix ?? null,
+    redisMaxBytes: config.redis?.maxBytes ?? null,
+    redisTimeout: config.redis ? formatDuration(config.redis.timeoutMs) : null,
+    redisLockTtl: config.redis ? formatDuration(config.redis.lockTtlMs) : null,
+    reusePort: config.reusePort,
     maxMessageBytes: config.maxMessageBytes,
     logLevel: config.logLevel,
   };

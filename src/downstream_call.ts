@@ -193,13 +193,10 @@ export class DownstreamCall {
         },
       }, (flight) => {
         this.#outcome = "leader"; // before lead(), so a call that fails to start is counted as what it was
-        this.#proxy.backend.lead(flight, {
-          method: this.#method,
-          message,
-          headers: this.#headers,
-          key,
-          policy: this.#policy,
-        });
+        const request = { method: this.#method, message, headers: this.#headers, key, policy: this.#policy };
+        const { tier, backend } = this.#proxy;
+        if (tier === undefined) backend.lead(flight, request);
+        else tier.lead(flight, request, (local) => backend.lead(local, request));
       }, this.#policy.join);
     } catch (err) {
       return this.#fail(err);

@@ -9,6 +9,7 @@ import type { CollapserStats } from "./collapser.ts";
 import { Status, type StatusCode } from "./grpc_wire.ts";
 import type { BackendCallReport } from "./backend_calls.ts";
 import type { CallReport, ProxyObserver, ProxyStats } from "./proxy.ts";
+import type { TierStats } from "./shared_tier.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */
 export const DEFAULT_MAX_METHOD_LABELS = 200;
@@ -257,6 +258,62 @@ export class Metrics implements ProxyObserver {
   /** Where gauges and the core's counters are read at scrape time (the running proxy). */
   attach(source: MetricsSource): void {
     this.#source = source;
+  }
+
+  /** Exports the shared tier's state and counters (only a proxy with `--redis` has them). */
+  tier(read: () => TierStats): void {
+    const registers = [this.registry];
+    new client.Gauge({
+      name: "collapser_redis_up",
+      help: "1 while the shared tier (Redis) is in use; 0 while this proxy collapses alone.",
+      registers,
+      collect() {
+        this.set(read().up ? 1 : 0);
+      },
+    });
+    const labelled = <K extends "lookups" | "waits" | "settles">(
+      name: string,
+      help: string,
+      field: K,
+      label: string,
+    ) =>
+      new client.Counter({
+        name,
+        help,
+        labelNames: [label],
+        registers,
+        collect() {
+          this.reset();
+          for (const [value, n] of Object.entries(read()[field])) this.inc({ [label]: value }, n);
+        },
+      });
+    labelled(
+      "collapser_redis_lookups_total",
+      "Local leaders' round trips to the shared tier, by result: hit (answer from Redis), lock (this proxy calls the backend), wait (another proxy does), skipped (tier down), error.",
+      "lookups",
+      "result",
+    );
+    labelled(
+      "collapser_redis_waits_total",
+      "Waits for another proxy's answer, by how they ended: answer (published), polled (found stored), notice (not shareable: called the backend), free (lock gone: called the backend), timeout (lock's life passed: called the backend), down (tier went down: called the backend).",
+      "waits",
+      "outcome",
+    );
+    labelled(
+      "collapser_redis_settles_total",
+      "Lock holders passing their answer on, by result: stored (OK answer kept for its TTL), published (to waiters only), local_only (not shareable), lost_lock (the lock had expired), error.",
+      "settles",
+      "result",
+    );
+    new client.Counter({
+      name: "collapser_redis_outages_total",
+      help: "Times the shared tier went down (Redis unreachable, failing or slower than --redis-timeout).",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read().outages);
+      },
+    });
   }
 
   /** @inheritdoc */

@@ -22,6 +22,8 @@ import { Policy } from "./policy.ts";
 import { ShadowLedger } from "./shadow.ts";
 import { type ClientTls, peerIdentity, type ServerTls } from "./tls.ts";
 import type { ResponseEvent, Upstream } from "./upstream.ts";
+import type { RedisConfig } from "./redis_config.ts";
+import { SharedTier } from "./shared_tier.ts";
 
 /** How a call was served, for logs and metrics. */
 export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "health" | "rejected";
@@ -75,6 +77,13 @@ export interface ProxyOptions {
    * for a bounded time, then get RESOURCE_EXHAUSTED. @default {no bound}
    */
   backendLimit?: LimiterOptions;
+  /**
+   * A fleet that collapses as one: share answers and locks with other proxies through this Redis (see
+   * shared_tier.ts). @default {this proxy collapses alone}
+   */
+  redis?: RedisConfig;
+  /** Bind the port with SO_REUSEPORT, so that several processes can share it. @default {false} */
+  reusePort?: boolean;
   /** Told of every finished call and backend call (the seam for metrics). */
   observer?: ProxyObserver;
 }
@@ -148,6 +157,8 @@ export class Proxy {
   readonly shadow: ShadowLedger | undefined;
   /** Largest request message accepted, in bytes. */
   readonly maxMessageBytes: number;
+  /** The shared tier (Redis), when one is configured. */
+  tier: SharedTier | undefined;
   /** The policy new calls get; assign a new one to reload (calls in progress keep theirs). */
   policy: Policy;
   #activeCalls = 0;
@@ -234,16 +245,39 @@ export class Proxy {
     if (material.backendTls !== undefined) this.backend.setTls(material.backendTls);
   }
 
-  /** Starts a proxy and resolves once it listens. */
+  /**
+   * Starts a proxy and resolves once it listens. With `redis`, the shared tier starts first; a Redis that
+   * does not answer yet does not stop the proxy (it collapses alone until Redis does).
+   */
   static async start(options: ProxyOptions): Promise<Proxy> {
     const proxy = new Proxy(options);
-    await new Promise<void>((resolve, reject) => {
-      proxy.#server.once("error", reject);
-      proxy.#server.listen(proxy.#listenPort, proxy.#host, () => {
-        proxy.#server.off("error", reject);
-        resolve();
+    const redis = options.redis;
+    if (redis !== undefined) {
+      // Loaded only when asked for: without --redis no Redis code runs.
+      const { openRedisLink } = await import("./redis_link.ts");
+      proxy.tier = new SharedTier(openRedisLink(redis), {
+        prefix: redis.prefix,
+        maxBytes: redis.maxBytes,
+        timeoutMs: redis.timeoutMs,
+        lockMs: redis.lockTtlMs,
       });
-    });
+      await proxy.tier.start();
+    }
+    try {
+      await new Promise<void>((resolve, reject) => {
+        proxy.#server.once("error", reject);
+        const listening = () => {
+          proxy.#server.off("error", reject);
+          resolve();
+        };
+        if (options.reusePort) {
+          proxy.#server.listen({ port: proxy.#listenPort, host: proxy.#host, reusePort: true }, listening);
+        } else proxy.#server.listen(proxy.#listenPort, proxy.#host, listening);
+      });
+    } catch (err) {
+      await proxy.tier?.close();
+      throw err;
+    }
     proxy.#port = (proxy.#server.address() as AddressInfo).port;
     return proxy;
   }
@@ -301,6 +335,7 @@ export class Proxy {
     for (const session of this.#sessions) session.destroy();
     await closed;
     this.backend.close();
+    await this.tier?.close();
   }
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {

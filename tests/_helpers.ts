@@ -305,8 +305,10 @@ export async function startCollapserProcess(
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
         try {
-          logs.push(JSON.parse(line));
-          if (logs.length === 1) firstLine.resolve(logs[0]);
+          const entry = JSON.parse(line);
+          logs.push(entry);
+          // The start-up line names the ports (lines before it: e.g. the shared tier's first state).
+          if (typeof entry.properties?.port === "number") firstLine.resolve(entry);
         } catch {
           otherOutput.push(line);
           firstLine.reject(new Error(`not a JSON log line: ${line}`));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig, redactCredentials } from "../src/config.ts";
+import { maskedRedisUrl } from "../src/redis_config.ts";
 
 function config(args: string[], env: Record<string, string> = {}) {
   const parsed = parseConfig(args, env);
@@ -29,6 +30,8 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     backendLimit: undefined,
     tls: undefined,
     backendTls: undefined,
+    redis: undefined,
+    reusePort: false,
     maxMessageBytes: 4 * 1024 * 1024,
     logLevel: "info",
     shutdownTimeoutMs: 30_000,
@@ -137,6 +140,26 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
     ],
     [["--backend", "b:1", "--tls-client-ca", "ca.pem"], {}, /--tls-client-ca needs --tls-cert and --tls-key/],
     [["--backend", "b:1", "--backend-cert", "c.pem"], {}, /--backend-cert and --backend-key go together/],
+    [
+      ["--backend", "b:1", "--redis", "localhost:6379"],
+      {},
+      /--redis: .*scheme must be redis:\/\/ or rediss:\/\//,
+    ],
+    [["--backend", "b:1"], { REDIS_URL: "redis://" }, /REDIS_URL: .*(no host|not a URL)/],
+    [["--backend", "b:1", "--redis", "redis://h:6379/x"], {}, /--redis: .*database number/],
+    [["--backend", "b:1", "--redis", "redis://h:6379/0?x=1"], {}, /--redis: .*query/],
+    [["--backend", "b:1", "--redis", "not a url"], {}, /--redis: not a URL/],
+    [["--backend", "b:1", "--redis-prefix", "p:"], {}, /--redis-prefix needs --redis URL/],
+    [
+      ["--backend", "b:1", "--redis", "redis://h", "--redis-timeout", "0"],
+      {},
+      /--redis-timeout: must be greater/,
+    ],
+    [
+      ["--backend", "b:1", "--redis", "redis://h", "--redis-max-bytes", "1G"],
+      {},
+      /--redis-max-bytes: invalid count/,
+    ],
   ];
   for (const [args, env, message] of cases) {
     await t.step(`${args.join(" ")} ${JSON.stringify(env)}`, () => {
@@ -278,4 +301,37 @@ Deno.test("redactCredentials() masks a user:password part and leaves plain targe
   assert.equal(redactCredentials("dns:///svc.local:50051"), "dns:///svc.local:50051");
   assert.equal(redactCredentials("user:secret@10.0.0.1:50051"), "***@10.0.0.1:50051");
   assert.equal(redactCredentials("redis://default:secret@cache:6379/0"), "redis://***@cache:6379/0");
+});
+
+Deno.test("parseConfig() reads the Redis URL (credentials masked where shown) and the tier's knobs", () => {
+  const parsed = parseConfig(
+    ["--backend", "b:1", "--redis", "rediss://app:p%40ss@cache.internal:6380/2", "--redis-lock-ttl", "2s"],
+    { COLLAPSER_REDIS_PREFIX: "fleet:", COLLAPSER_REUSE_PORT: "1" },
+  );
+  assert.ok(!parsed.help);
+  const { redis, reusePort } = parsed.config;
+  assert.equal(reusePort, true);
+  assert.deepEqual(
+    { ...redis, url: undefined },
+    {
+      url: undefined,
+      tls: true,
+      host: "cache.internal",
+      port: 6380,
+      username: "app",
+      password: "p@ss",
+      db: 2,
+      prefix: "fleet:",
+      maxBytes: 256 * 1024,
+      timeoutMs: 100,
+      lockTtlMs: 2_000,
+    },
+  );
+  const defaults = parseConfig(["--backend", "b:1"], {});
+  assert.ok(!defaults.help);
+  assert.equal(defaults.config.redis, undefined, "no Redis unless asked");
+  assert.equal(defaults.config.reusePort, false);
+  assert.equal(maskedRedisUrl("redis://app:secret@h:1/0"), "redis://app:***@h:1/0");
+  assert.equal(maskedRedisUrl("redis://:secret@h:1"), "redis://:***@h:1");
+  assert.equal(maskedRedisUrl("redis://h:1"), "redis://h:1");
 });

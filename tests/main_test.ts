@@ -17,6 +17,7 @@ Deno.test("collapser exits 1 with one clear line and the usage on bad input", as
     [["--bogus"], /Unknown option '--bogus'/],
     [[], /no backend: set --backend HOST:PORT or BACKEND_ADDRESS/],
     [["--backend", "127.0.0.1:1", "--cache-ttl", "soon"], /--cache-ttl: invalid duration "soon"/],
+    [["--backend", "127.0.0.1:1", "--redis", "redis:/x:y"], /--redis: /],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" ") || "(no arguments)", async () => {

@@ -1,0 +1,101 @@
+/**
+ * The shared tier on real parts: a real redis-server started by the test, several real proxies (in this
+ * process, each with its own Redis connections) in front of one grpc-js backend, and grpc-js clients.
+ * Faults (Redis down, killed, slow, refusing auth) are in tests/redis_faults_test.ts.
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { gate, metadata, parse, startTestBackend, unary, until } from "./_helpers.ts";
+import { heldBackend, redisConfig, startFleet, startRedis } from "./_redis.ts";
+
+Deno.test("Redis tier: a herd spread over three proxies makes exactly one backend call, and every caller gets its answer", async () => {
+  await using redis = await startRedis();
+  const release = gate();
+  const backend = await startTestBackend(heldBackend(release.promise));
+  try {
+    await using fleet = await startFleet(backend, 3, redisConfig(redis.url));
+    for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+    const perProxy = 20;
+    const calls = fleet.clients.flatMap((client) =>
+      Array.from({ length: perProxy }, () => unary(client, "/test.Test/Unary", { item: "hot" }))
+    );
+    // Everyone is waiting: one proxy holds the lock and made the backend call, the other two wait for it.
+    await until(
+      () => backend.calls.Unary === 1 && fleet.proxies.every((p) => p.collapser.stats().waiting === perProxy),
+      "60 callers waiting and one backend call",
+    );
+    await until(
+      () => fleet.proxies.filter((p) => p.tier!.stats.lookups.wait === 1).length === 2,
+      "two proxies waiting on the third's lock",
+    );
+    release.open();
+    const results = await Promise.all(calls);
+    for (const result of results) {
+      assert.equal(result.status.code, grpc.status.OK, result.status.details);
+      assert.deepEqual(parse(result.response), { echo: { item: "hot" } });
+    }
+    assert.equal(backend.calls.Unary, 1, "one backend call for the whole fleet");
+    const waits = fleet.proxies.map((p) => p.tier!.stats.waits.answer).sort();
+    assert.deepEqual(waits, [0, 1, 1], "two proxies were answered by the published answer");
+  } finally {
+    backend.close();
+  }
+});
+
+Deno.test("Redis tier: an answer one proxy cached is served by another within its TTL; other credentials are not", async () => {
+  await using redis = await startRedis();
+  const backend = await startTestBackend();
+  try {
+    await using fleet = await startFleet(backend, 2, redisConfig(redis.url));
+    for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+    const [a, b] = fleet.clients;
+    const alice = { metadata: metadata({ authorization: "Bearer alice" }) };
+    const first = await unary(a, "/test.Test/Unary", { item: 1 }, alice);
+    assert.equal(first.status.code, grpc.status.OK);
+    await until(() => fleet.proxies[0].tier!.stats.settles.stored === 1, "the answer to be stored");
+    const second = await unary(b, "/test.Test/Unary", { item: 1 }, alice);
+    assert.equal(second.status.code, grpc.status.OK);
+    assert.deepEqual(parse(second.response), parse(first.response), "the same answer, from Redis");
+    assert.equal(backend.calls.Unary, 1);
+    assert.equal(fleet.proxies[1].tier!.stats.lookups.hit, 1);
+    // Bob sends the same message with his own credentials: the key differs, so does the answer.
+    const bob = await unary(b, "/test.Test/Unary", { item: 1 }, {
+      metadata: metadata({ authorization: "Bearer bob" }),
+    });
+    assert.equal(bob.status.code, grpc.status.OK);
+    assert.equal(parse(bob.response).auth, "Bearer bob");
+    assert.equal(backend.calls.Unary, 2, "other credentials: a backend call of their own");
+    // Stored with the method's TTL (10 s here), under the tier's prefix.
+    const keys = await redis.command("KEYS", `${fleet.proxies[0].tier!.prefix}*:a`);
+    assert.match(keys, /^\*2\r\n/, `two stored answers: ${JSON.stringify(keys)}`);
+  } finally {
+    backend.close();
+  }
+});
+
+Deno.test("Redis tier: answers over --redis-max-bytes stay local; a proxy waiting for one calls the backend itself", async () => {
+  await using redis = await startRedis();
+  const release = gate();
+  const backend = await startTestBackend(heldBackend(release.promise));
+  try {
+    await using fleet = await startFleet(backend, 2, redisConfig(redis.url, { maxBytes: 16 }));
+    for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+    const [a, b] = fleet.clients;
+    const first = unary(a, "/test.Test/Unary", { item: "big" });
+    await until(() => backend.calls.Unary === 1, "the first proxy's backend call");
+    const second = unary(b, "/test.Test/Unary", { item: "big" });
+    await until(() => fleet.proxies[1].tier!.stats.lookups.wait === 1, "the second proxy to wait");
+    release.open();
+    for (const result of await Promise.all([first, second])) {
+      assert.equal(result.status.code, grpc.status.OK, result.status.details);
+      assert.deepEqual(parse(result.response), { echo: { item: "big" } });
+    }
+    assert.equal(fleet.proxies[1].tier!.stats.waits.notice, 1, "told to call the backend itself");
+    assert.equal(backend.calls.Unary, 2);
+    assert.equal(fleet.proxies[0].tier!.stats.settles.local_only, 1);
+    assert.equal(await redis.command("DBSIZE"), ":0\r\n", "nothing stored, the lock released");
+  } finally {
+    backend.close();
+  }
+});
