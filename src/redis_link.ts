@@ -21,11 +21,15 @@ import { createHash } from "node:crypto";
 import type { RedisConfig } from "./redis_config.ts";
 import type { Lookup, RedisLink, TierKeys } from "./shared_tier.ts";
 
-/** KEYS: answer, lock, waiters. ARGV: token, lock ms, skip the answer ("1": a refresh wants a new one). */
+/**
+ * KEYS: answer, lock, waiters. ARGV: token, lock ms, and how much life a stored answer must have left to be
+ * taken (a refresh-ahead wants one fresher than its own).
+ */
 const ACQUIRE = `
-if ARGV[3] == '0' then
-  local v = redis.call('GET', KEYS[1])
-  if v then return {1, v, redis.call('PTTL', KEYS[1])} end
+local v = redis.call('GET', KEYS[1])
+if v then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > tonumber(ARGV[3]) then return {1, v, ttl} end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
@@ -101,11 +105,11 @@ class NodeRedisLink implements RedisLink {
     this.#listener = listener;
   }
 
-  async acquire(keys: TierKeys, token: string, lockMs: number, skipAnswer: boolean): Promise<Lookup> {
+  async acquire(keys: TierKeys, token: string, lockMs: number, freshForMs: number): Promise<Lookup> {
     const reply = await this.#eval(SCRIPTS.acquire, [keys.answer, keys.lock, keys.waiters], [
       token,
       String(Math.max(1, Math.round(lockMs))),
-      skipAnswer ? "1" : "0",
+      String(Math.round(freshForMs)),
     ]);
     return lookup(reply);
   }

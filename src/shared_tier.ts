@@ -44,8 +44,11 @@ export type Lookup =
 
 /** What the tier needs from a Redis client: see redis_link.ts. Every method may reject. */
 export interface RedisLink {
-  /** The stored answer, or else the lock (unless another proxy holds it, then a note that we wait). */
-  acquire(keys: TierKeys, token: string, lockMs: number, skipAnswer: boolean): Promise<Lookup>;
+  /**
+   * The stored answer if it has more than `freshForMs` of life left, or else the lock (unless another proxy
+   * holds it, then a note that we wait).
+   */
+  acquire(keys: TierKeys, token: string, lockMs: number, freshForMs: number): Promise<Lookup>;
   /** The stored answer, or whether the lock is still held. */
   look(keys: TierKeys): Promise<Lookup>;
   /**
@@ -237,7 +240,10 @@ export class SharedTier {
         else this.#waiters.delete(key);
       }
     };
-    this.#timed(this.#link.acquire(keys, token, this.#lockMs, flight.refresh)).then((found) => {
+    // A refresh-ahead (its local answer is in the last half of its life) takes a stored answer only if it
+    // is newer than that: one another proxy refreshed. Otherwise it refreshes, for the fleet.
+    const freshForMs = flight.refresh ? request.policy.ttlMs / 2 : 0;
+    this.#timed(this.#link.acquire(keys, token, this.#lockMs, freshForMs)).then((found) => {
       if (found.kind === "hit") {
         forget();
         this.#stats.lookups.hit++;
