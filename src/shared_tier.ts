@@ -405,7 +405,8 @@ export class SharedTier {
     const notice = new Uint8Array(KEY_LENGTH + 1);
     new TextEncoder().encodeInto(request.key, notice);
     notice[KEY_LENGTH] = shareable ? ANSWER : CALL_IT_YOURSELF;
-    if (!this.#up) return; // the lock expires by itself
+    // Tried even while the tier is down here: other proxies may be waiting on this lock, and a Redis that
+    // is really gone fails this at once.
     this.#timed(this.#link.settle(keys, token, answer, ttlMs, this.#channel, notice)).then((ours) => {
       const s = this.#stats.settles;
       if (!ours) s.lost_lock++;

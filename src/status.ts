@@ -15,6 +15,7 @@ import type { BackendCallReport } from "./backend_calls.ts";
 import type { CollapserStats } from "./collapser.ts";
 import { type HotKey, HotKeys, KEY_PREFIX_LENGTH } from "./hot_keys.ts";
 import type { CallReport, Proxy, ProxyObserver, ProxyStats } from "./proxy.ts";
+import type { TierStats } from "./shared_tier.ts";
 import { VERSION } from "./version.ts";
 
 /** `GET /status.json`, field by field in the README ("Status page"). */
@@ -62,6 +63,11 @@ export interface StatusSnapshot {
     misses: number;
     refreshes: number;
   };
+  /**
+   * The shared tier (`--redis`), null without one: whether it is in use now, the backend calls it saved
+   * (answers from Redis or published by another proxy), and its outages.
+   */
+  sharedTier: { up: boolean; fromFleet: number; outages: number } | null;
   /** The effective configuration, as the start-up log line has it (credentials masked). */
   config: Record<string, unknown>;
 }
@@ -76,6 +82,8 @@ export interface StatusSource {
   backendReady(timeoutMs: number): Promise<boolean>;
   backendTarget: string;
   config: Record<string, unknown>;
+  /** The shared tier's counters, when there is one. */
+  tierStats?(): TierStats | undefined;
 }
 
 /** What the board reads from a running `proxy`; `config` is shown as it is (mask credentials first). */
@@ -88,6 +96,7 @@ export function statusSource(proxy: Proxy, config: Record<string, unknown>): Sta
     backendReady: (timeoutMs) => proxy.backendReady(timeoutMs),
     backendTarget: String(config.backend ?? ""),
     config,
+    tierStats: () => proxy.tier?.stats,
   };
 }
 
@@ -265,7 +274,17 @@ export class StatusBoard implements ProxyObserver {
         misses: c.leaders + c.followers,
         refreshes: c.refreshes,
       },
+      sharedTier: sharedTier(source.tierStats?.()),
       config: this.#config ?? source.config,
     };
   }
+}
+
+function sharedTier(stats: TierStats | undefined): StatusSnapshot["sharedTier"] {
+  if (stats === undefined) return null;
+  return {
+    up: stats.up,
+    fromFleet: stats.lookups.hit + stats.waits.answer + stats.waits.polled,
+    outages: stats.outages,
+  };
 }

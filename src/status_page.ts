@@ -224,6 +224,8 @@ const BODY = String.raw`
         <div class="stat"><div class="k">Misses</div><div class="v" data-field="cache.misses">—</div></div>
         <div class="stat"><div class="k">Evictions</div><div class="v" data-field="cache.evictions">—</div></div>
         <div class="stat"><div class="k">Refreshes</div><div class="v" data-field="cache.refreshes">—</div></div>
+        <div class="stat"><div class="k">Shared tier</div><div class="v" id="tier-state">—</div></div>
+        <div class="stat"><div class="k">From the fleet</div><div class="v" id="tier-saved">—</div></div>
       </div>
     </section>
   </div>
@@ -519,6 +521,9 @@ const SCRIPT = String.raw`
     const hits = get(s, "cache.hits");
     const lookups = hits + get(s, "cache.misses");
     document.getElementById("hit-ratio").textContent = lookups > 0 ? percent(hits / lookups) : "—";
+    const tier = s.sharedTier;
+    document.getElementById("tier-state").textContent = tier ? (tier.up ? "up" : "down") : "off";
+    document.getElementById("tier-saved").textContent = tier ? int(tier.fromFleet) : "—";
   }
 
   function configText(v) {

@@ -29,6 +29,7 @@ Deno.test("Redis tier (process): a healthy Redis at start → the tier is in use
     assert.deepEqual(proc.logs.filter((l) => l.level === "warning" || l.level === "warn"), []);
     const status = JSON.parse((await admin(proc.metricsPort, "/status.json")).body);
     assert.equal(status.config.redis, redis.url);
+    assert.deepEqual(status.sharedTier, { up: true, fromFleet: 0, outages: 0 });
   } finally {
     backend.close();
   }
