@@ -36,6 +36,11 @@ Deno.test("Redis tier: a herd spread over three proxies makes exactly one backen
       assert.deepEqual(parse(result.response), { echo: { item: "hot" } });
     }
     assert.equal(backend.calls.Unary, 1, "one backend call for the whole fleet");
+    for (const proxy of fleet.proxies) {
+      const { lookups } = proxy.tier!.stats;
+      const total = Object.values(lookups).reduce((a, b) => a + b, 0);
+      assert.equal(total, 1, `a herd of ${perProxy} on one proxy is one lookup: ${JSON.stringify(lookups)}`);
+    }
     const waits = fleet.proxies.map((p) => p.tier!.stats.waits.answer).sort();
     assert.deepEqual(waits, [0, 1, 1], "two proxies were answered by the published answer");
   } finally {
