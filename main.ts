@@ -5,7 +5,9 @@
  */
 
 import { serveAdmin } from "./src/admin.ts";
-import { ConfigError, effectiveConfig, parseConfig, policyDefaults, USAGE } from "./src/config.ts";
+import { ConfigError, parseConfig } from "./src/config.ts";
+import { effectiveConfig, policyDefaults } from "./src/config_view.ts";
+import { USAGE } from "./src/usage.ts";
 import { formatDuration } from "./src/duration.ts";
 import { log, setupLogging } from "./src/log.ts";
 import { Metrics } from "./src/metrics.ts";

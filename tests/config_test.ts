@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig, redactCredentials } from "../src/config.ts";
+import { ConfigError, parseConfig } from "../src/config.ts";
+import { redactCredentials } from "../src/config_view.ts";
 import { maskedRedisUrl } from "../src/redis_config.ts";
 
 function config(args: string[], env: Record<string, string> = {}) {

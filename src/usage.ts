@@ -1,0 +1,83 @@
+/**
+ * The `--help` text: every flag, its environment variable and its default, as the user reads them.
+ *
+ * @module
+ */
+
+import { DEFAULT_MAX_QUEUE } from "./limiter.ts";
+import { DEFAULT_REDIS_MAX_BYTES, DEFAULT_REDIS_PREFIX } from "./redis_config.ts";
+
+/** Default port of the gRPC listener. */
+export const DEFAULT_GRPC_PORT = 50052;
+/** Default port of the metrics and health listener. */
+export const DEFAULT_METRICS_PORT = 2112;
+
+/** The `--help` text. */
+export const USAGE = `Usage: collapser --backend HOST:PORT [options]
+
+A gRPC proxy that collapses identical in-flight unary calls into one backend call.
+
+Options (each overrides the environment variable in brackets):
+  --backend HOST:PORT        backend to forward every call to            [BACKEND_ADDRESS] (required)
+  --port N                   gRPC listen port                            [GRPC_PORT] (default ${DEFAULT_GRPC_PORT})
+  --host ADDR                gRPC listen address                         [GRPC_HOST] (default 0.0.0.0)
+  --metrics-port N           metrics and health port                     [METRICS_PORT] (default ${DEFAULT_METRICS_PORT})
+  --cache-ttl DURATION       how long answers are reused; 0 = no cache   [COLLAPSER_CACHE_DURATION] (default 100ms)
+  --backend-timeout DURATION bound on one backend call                   [BACKEND_TIMEOUT] (default 10s)
+  --key-headers LIST         metadata always in the key, even if ignored [COLLAPSER_KEY_HEADERS]
+                             (authorization always is); comma-separated
+  --ignore-headers LIST      metadata left out of the key on purpose     [COLLAPSER_IGNORE_HEADERS]
+                             (every other entry is in it); names or globs: x-request-id,x-debug-*
+  --collapse PATTERNS        only these methods collapse: globs like     [COLLAPSER_COLLAPSE] (default *)
+                             /shop.Catalog/*, /shop.*/Get*, and "declared" (methods the service
+                             declares NO_SIDE_EFFECTS or IDEMPOTENT)
+  --no-collapse PATTERNS     these methods never collapse (wins)         [COLLAPSER_NO_COLLAPSE]
+  --policy FILE              per-method rules, YAML or JSON; SIGHUP      [COLLAPSER_POLICY]
+                             reloads it
+  --descriptor-set FILE      a FileDescriptorSet (protoc -o, buf build)  [COLLAPSER_DESCRIPTOR_SET]
+  --reflection               ask the backend's gRPC reflection service   [COLLAPSER_REFLECTION]
+                             (at start-up and on SIGHUP)
+  --shadow                   collapse nothing; count what would have     [COLLAPSER_SHADOW]
+                             been saved (metrics)
+  --stale-if-error DURATION  answer with an expired OK answer this old   [COLLAPSER_STALE_IF_ERROR] (default 0: off)
+                             when the backend call fails (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED)
+  --[no-]refresh-ahead       refresh hot answers before they expire      [COLLAPSER_REFRESH_AHEAD] (default on)
+  --hot-keys N               keys the status page tracks as hot          [COLLAPSER_HOT_KEYS] (default 1000)
+  --no-hot-keys              track no hot keys (same as --hot-keys 0)
+  --max-backend-concurrency N  most backend calls at once (collapsed and  [COLLAPSER_MAX_BACKEND_CONCURRENCY] (default 0: no bound)
+                             passed through); later calls queue
+  --max-queue N              most calls waiting for a backend slot;      [COLLAPSER_MAX_QUEUE] (default ${DEFAULT_MAX_QUEUE})
+                             past it: RESOURCE_EXHAUSTED at once
+  --queue-timeout DURATION   longest wait for a backend slot             [COLLAPSER_QUEUE_TIMEOUT] (default 1s)
+
+TLS (SIGHUP reloads the files):
+  --tls-cert FILE            serve gRPC over TLS with this PEM chain     [COLLAPSER_TLS_CERT]
+  --tls-key FILE             ... and this PEM private key                [COLLAPSER_TLS_KEY]
+  --tls-client-ca FILE       require client certificates from this CA    [COLLAPSER_TLS_CLIENT_CA]
+                             (mTLS); the client's identity joins the key
+  --backend-tls              call the backend over TLS                   [COLLAPSER_BACKEND_TLS]
+  --backend-ca FILE          CA bundle for the backend's certificate     [COLLAPSER_BACKEND_CA] (default: system roots)
+  --backend-cert FILE        client certificate for the backend (mTLS)   [COLLAPSER_BACKEND_CERT]
+  --backend-key FILE         ... and its private key                     [COLLAPSER_BACKEND_KEY]
+  --backend-server-name NAME name to verify (and send as SNI)            [COLLAPSER_BACKEND_SERVER_NAME]
+                             (any --backend-* TLS option implies --backend-tls)
+
+A fleet that collapses as one (shared tier):
+  --redis URL                redis://[user:password@]host:port[/db],     [REDIS_URL] (default: off)
+                             rediss:// for TLS
+  --redis-prefix STRING      namespace of the tier's keys and channel    [COLLAPSER_REDIS_PREFIX] (default ${DEFAULT_REDIS_PREFIX})
+  --redis-max-bytes BYTES    larger answers stay on their proxy          [COLLAPSER_REDIS_MAX_BYTES] (default ${DEFAULT_REDIS_MAX_BYTES})
+  --redis-timeout DURATION   bound on one Redis round trip; past it the  [COLLAPSER_REDIS_TIMEOUT] (default 100ms)
+                             proxy collapses alone until Redis is back
+  --redis-lock-ttl DURATION  life of a key's lock: the longest a proxy   [COLLAPSER_REDIS_LOCK_TTL] (default 5s)
+                             waits for another proxy's answer
+  --reuse-port               share the gRPC port with other processes    [COLLAPSER_REUSE_PORT]
+                             (SO_REUSEPORT)
+
+  --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
+  --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
+  --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)
+  -h, --help                 print this help and exit
+
+Durations are Go-style: 100ms, 10s, 1m30s.
+`;
