@@ -109,8 +109,14 @@ export async function startBackend(options: BackendOptions = {}): Promise<Backen
       const { key } = parse(call.request);
       const reply = () => callback(null, json({ key, value: `value of ${key}`, call: n }));
       if (maxConcurrent === Infinity) {
-        if (delayMs > 0) setTimeout(reply, delayMs);
-        else reply();
+        // No queue, but Stats still reports how many were served at once.
+        peakActive = Math.max(peakActive, ++active);
+        const finish = () => {
+          active--;
+          reply();
+        };
+        if (delayMs > 0) setTimeout(finish, delayMs);
+        else finish();
         return;
       }
       acquire(() => {
