@@ -75,6 +75,11 @@ export interface FinishOptions {
   readonly ttlMs?: number;
   /** How long past its TTL the recording is kept for {@linkcode Collapser.stale}, in ms. @default {0} */
   readonly graceMs?: number;
+  /**
+   * How long producing the recording took, when it was not this flight's own work (an answer handed over
+   * by another producer): refresh-ahead starts that long before expiry. @default {the flight's duration}
+   */
+  readonly tookMs?: number;
 }
 
 /** Counters for metrics; monotonic unless noted. */
@@ -202,7 +207,7 @@ export class Flight<E> {
       const recording = {
         events,
         finishedAt: now,
-        tookMs: now - this.#startedAt,
+        tookMs: options.tookMs ?? now - this.#startedAt,
         ttlMs: retention.ttlMs,
         refreshing: false,
       };

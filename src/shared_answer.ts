@@ -4,7 +4,8 @@
  * messages and the final status. A trace origin stays with the proxy that made the call, and an answer
  * served stale (stale-if-error) is never passed on as if it were fresh.
  *
- * Layout: `u32 length` of a JSON head `{ h: headers, c: code, d: details, t: trailers, m: [frame lengths] }`,
+ * Layout: `u32 length` of a JSON head `{ h: headers, c: code, d: details, t: trailers, m: [frame lengths],
+ * k: ms the backend call took }`,
  * the head, then the message frames (already in gRPC wire form) back to back. Frames go as raw bytes
  * rather than base64 inside the JSON: most of an answer is its messages.
  *
@@ -22,6 +23,8 @@ interface Head {
   d: string;
   t: OutgoingHttpHeaders;
   m: number[];
+  /** How long the backend call that produced it took, in ms. */
+  k: number;
 }
 
 const encoder = new TextEncoder();
@@ -31,7 +34,7 @@ const decoder = new TextDecoder();
  * The recording `events` as bytes, or undefined when it is not an answer that may be shared: no final
  * status, or served stale.
  */
-export function encodeAnswer(events: readonly ResponseEvent[]): Uint8Array | undefined {
+export function encodeAnswer(events: readonly ResponseEvent[], tookMs: number): Uint8Array | undefined {
   let headers: OutgoingHttpHeaders | null = null;
   const frames: Uint8Array[] = [];
   let status: Extract<ResponseEvent, { type: "status" }> | undefined;
@@ -49,6 +52,7 @@ export function encodeAnswer(events: readonly ResponseEvent[]): Uint8Array | und
     d: status.details,
     t: status.trailers,
     m: frames.map((frame) => frame.byteLength),
+    k: tookMs,
   };
   const json = encoder.encode(JSON.stringify(head));
   let size = 4 + json.byteLength;
@@ -69,7 +73,7 @@ export function encodeAnswer(events: readonly ResponseEvent[]): Uint8Array | und
  *
  * @throws {RangeError} when `bytes` is not such an answer (truncated, or not this layout)
  */
-export function decodeAnswer(bytes: Uint8Array): ResponseEvent[] {
+export function decodeAnswer(bytes: Uint8Array): { events: ResponseEvent[]; tookMs: number } {
   if (bytes.byteLength < 4) throw new RangeError("shared answer: shorter than its head's length");
   const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
   if (4 + length > bytes.byteLength) throw new RangeError("shared answer: head runs past the end");
@@ -94,5 +98,5 @@ export function decodeAnswer(bytes: Uint8Array): ResponseEvent[] {
   }
   if (offset !== bytes.byteLength) throw new RangeError("shared answer: bytes left after the messages");
   events.push({ type: "status", code: head.c as StatusCode, details: head.d, trailers: head.t });
-  return events;
+  return { events, tookMs: typeof head.k === "number" && head.k >= 0 ? head.k : 0 };
 }

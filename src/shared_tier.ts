@@ -12,9 +12,10 @@
  * cannot be shared (a stream, a stale answer, over `maxBytes`) is announced as such, and its waiters call
  * the backend themselves.
  *
- * Redis failing never fails a call: any command that errs or takes longer than `timeoutMs` puts the tier
- * down — one warning, every waiter released to call the backend itself, every new flight local — and a
- * probe brings it back once Redis answers in time again.
+ * Redis failing never fails a call: a round trip that errs, or three in a row that take longer than
+ * `timeoutMs`, put the tier down — one warning, every waiter released to call the backend itself, every new
+ * flight local — and a probe brings it back once Redis answers in time again. (A single late round trip
+ * falls back for its own call only: under load it is as often this process's event loop as Redis.)
  *
  * The keys are the collapse keys (SHA-256 of everything the answer may depend on, credentials and the mTLS
  * identity included), so isolation holds across the fleet as it does within one proxy, provided every proxy
@@ -113,6 +114,17 @@ export interface TierStats {
 /** The message kind byte after the key: an answer follows, or the waiters must call the backend. */
 const ANSWER = 1;
 const CALL_IT_YOURSELF = 0;
+/** Round trips that must time out in a row before the tier goes down. */
+const TIMEOUTS_FOR_OUTAGE = 3;
+
+/** A round trip that took longer than the tier's timeout. */
+class TierTimeout extends Error {
+  constructor(ms: number) {
+    super(`no answer from Redis within ${ms} ms`);
+    this.name = "TierTimeout";
+  }
+}
+
 /** Collapse keys are SHA-256 in hex. */
 const KEY_LENGTH = 64;
 
@@ -147,6 +159,8 @@ export class SharedTier {
   #up = false;
   #closed = false;
   #probe: ReturnType<typeof setTimeout> | undefined;
+  /** Round trips timed out in a row. */
+  #timeouts = 0;
   /** Whether a warning has been logged for the current outage (one per outage, not one per call). */
   #warned = false;
   /** While start() waits: ends the wait. */
@@ -243,7 +257,9 @@ export class SharedTier {
     // A refresh-ahead (its local answer is in the last half of its life) takes a stored answer only if it
     // is newer than that: one another proxy refreshed. Otherwise it refreshes, for the fleet.
     const freshForMs = flight.refresh ? request.policy.ttlMs / 2 : 0;
-    this.#timed(this.#link.acquire(keys, token, this.#lockMs, freshForMs)).then((found) => {
+    const asked = this.#link.acquire(keys, token, this.#lockMs, freshForMs);
+    this.#timed(asked).then((found) => {
+      this.#answered();
       if (found.kind === "hit") {
         forget();
         this.#stats.lookups.hit++;
@@ -252,7 +268,9 @@ export class SharedTier {
       if (found.kind === "lock") {
         forget();
         this.#stats.lookups.lock++;
-        flight.onFinish = (events, kept) => this.#settle(keys, token, request, events, kept);
+        const lockedAt = performance.now();
+        flight.onFinish = (events, kept) =>
+          this.#settle(keys, token, request, events, kept, performance.now() - lockedAt);
         return this.#local(flight, local);
       }
       this.#stats.lookups.wait++;
@@ -260,8 +278,22 @@ export class SharedTier {
     }, (err) => {
       forget();
       this.#stats.lookups.error++;
-      this.#down(String(err));
+      this.#failed(err);
       this.#local(flight, local);
+      // Given up on, the lookup may still have taken the lock: give it back at once rather than leave other
+      // proxies waiting for an answer that will never be published (they call the backend themselves).
+      asked.then((found) => {
+        if (found.kind !== "lock") return;
+        this.#link.settle(
+          keys,
+          token,
+          new Uint8Array(0),
+          0,
+          this.#channel,
+          this.#notice(key, CALL_IT_YOURSELF),
+        )
+          .catch(() => {});
+      }, () => {});
     });
   }
 
@@ -307,12 +339,14 @@ export class SharedTier {
     const schedule = () => {
       poll = setTimeout(() => {
         this.#timed(this.#link.look(keys)).then((found) => {
+          this.#answered();
           if (settled) return;
           if (found.kind === "hit") resume({ kind: "polled", value: found.value, ttlMs: found.ttlMs });
           else if (found.kind === "free") resume({ kind: "free" });
           else schedule();
         }, (err) => {
-          this.#down(String(err)); // releases this waiter too
+          this.#failed(err);
+          if (!settled) resume({ kind: "down" });
         });
       }, this.#pollMs);
     };
@@ -333,7 +367,7 @@ export class SharedTier {
     if (message[KEY_LENGTH] !== ANSWER) return waiter.resume!({ kind: "notice" });
     let events: ResponseEvent[];
     try {
-      events = decodeAnswer(message.subarray(KEY_LENGTH + 1));
+      events = decodeAnswer(message.subarray(KEY_LENGTH + 1)).events;
     } catch (err) {
       log.warn("redis: a published answer could not be read ({error}); calling the backend", {
         error: String(err),
@@ -351,9 +385,9 @@ export class SharedTier {
     ttlMs: number,
     local: Local,
   ): void {
-    let events: ResponseEvent[];
+    let events: ResponseEvent[], tookMs: number;
     try {
-      events = decodeAnswer(value);
+      ({ events, tookMs } = decodeAnswer(value));
     } catch (err) {
       log.warn("redis: a stored answer could not be read ({error}); calling the backend", {
         error: String(err),
@@ -362,7 +396,8 @@ export class SharedTier {
     }
     const ok = request.policy.keepOk;
     const kept: FinishOptions = ttlMs > 0
-      ? { cache: true, ttlMs: Math.min(ttlMs, ok.ttlMs ?? ttlMs), graceMs: ok.graceMs }
+      // The backend call's own duration, not this round trip's: refresh-ahead starts that long before expiry.
+      ? { cache: true, ttlMs: Math.min(ttlMs, ok.ttlMs ?? ttlMs), graceMs: ok.graceMs, tookMs }
       : { cache: false };
     for (const event of events) flight.emit(event);
     flight.finish(kept);
@@ -393,8 +428,9 @@ export class SharedTier {
     request: LeadRequest,
     events: readonly ResponseEvent[] | undefined,
     kept: FinishOptions,
+    tookMs: number,
   ): void {
-    const encoded = events === undefined ? undefined : encodeAnswer(events);
+    const encoded = events === undefined ? undefined : encodeAnswer(events, tookMs);
     const shareable = encoded !== undefined && encoded.byteLength <= this.#maxBytes;
     const answer = shareable ? encoded : new Uint8Array(0);
     // Only OK answers are stored (for the TTL they are kept here); errors only reach current waiters.
@@ -402,12 +438,11 @@ export class SharedTier {
     const ttlMs = shareable && kept.cache && last?.type === "status" && last.code === Status.OK
       ? kept.ttlMs ?? request.policy.ttlMs
       : 0;
-    const notice = new Uint8Array(KEY_LENGTH + 1);
-    new TextEncoder().encodeInto(request.key, notice);
-    notice[KEY_LENGTH] = shareable ? ANSWER : CALL_IT_YOURSELF;
+    const notice = this.#notice(request.key, shareable ? ANSWER : CALL_IT_YOURSELF);
     // Tried even while the tier is down here: other proxies may be waiting on this lock, and a Redis that
     // is really gone fails this at once.
     this.#timed(this.#link.settle(keys, token, answer, ttlMs, this.#channel, notice)).then((ours) => {
+      this.#answered();
       const s = this.#stats.settles;
       if (!ours) s.lost_lock++;
       else if (!shareable) s.local_only++;
@@ -415,18 +450,43 @@ export class SharedTier {
       else s.published++;
     }, (err) => {
       this.#stats.settles.error++;
-      this.#down(String(err));
+      this.#failed(err);
     });
   }
 
-  /** A Redis round trip, bounded by the timeout. */
+  /** The message that tells waiters on `key` what follows: an answer, or to call the backend themselves. */
+  #notice(key: string, kind: number): Uint8Array {
+    const notice = new Uint8Array(KEY_LENGTH + 1);
+    new TextEncoder().encodeInto(key, notice);
+    notice[KEY_LENGTH] = kind;
+    return notice;
+  }
+
+  /** A round trip came back in time. */
+  #answered(): void {
+    this.#timeouts = 0;
+  }
+
+  /**
+   * A round trip failed. An error (refused, offline, WRONGPASS) puts the tier down at once; a timeout only
+   * when several in a row time out, since one late reply may be this process's own event loop running
+   * behind under load rather than Redis being slow.
+   */
+  #failed(err: unknown): void {
+    if (err instanceof TierTimeout && ++this.#timeouts < TIMEOUTS_FOR_OUTAGE) return;
+    this.#down(String(err));
+  }
+
+  /**
+   * A Redis round trip, bounded by the timeout. When the timer fires the rejection waits one more turn of
+   * the event loop: a reply that arrived while this process was busy is read first.
+   */
   #timed<T>(promise: Promise<T>): Promise<T> {
     let timer: ReturnType<typeof setTimeout>;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer from Redis within ${this.#timeoutMs} ms`)),
-        this.#timeoutMs,
-      );
+      timer = setTimeout(() => {
+        timer = setTimeout(() => reject(new TierTimeout(this.#timeoutMs)), 0);
+      }, this.#timeoutMs);
     });
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }

@@ -375,3 +375,41 @@ Deno.test("Collapser.stale() returns a recording past its TTL and within its gra
     assert.equal(collapser.stale("k"), undefined);
   });
 });
+
+Deno.test("Collapser: a recording handed over with its producer's own duration (tookMs) refreshes that early, and the refresh flight says so", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now });
+  const flights: Flight<string>[] = [];
+  const start = (flight: Flight<string>) => flights.push(flight);
+  // Answered at once (an answer from elsewhere), but the call that made it took 30 ms.
+  collapser.join("k", recorder(), start);
+  assert.equal(flights[0].refresh, false);
+  flights[0].emit("v1");
+  flights[0].finish({ cache: true, ttlMs: 100, tookMs: 30 });
+  clock.tick(69); // 31 ms left: no refresh yet
+  collapser.join("k", recorder(), start);
+  assert.equal(flights.length, 1);
+  clock.tick(1); // 30 ms left: the window of a 30 ms producer
+  collapser.join("k", recorder(), start);
+  assert.equal(flights.length, 2, "refreshed 30 ms before expiry, not at expiry");
+  assert.equal(flights[1].refresh, true);
+});
+
+Deno.test("Collapser: onFinish is told the recording and how it is kept, after the subscribers", () => {
+  const collapser = new Collapser<string>({ ttlMs: 100 });
+  const seen: Record<string, unknown>[] = [];
+  const r = recorder();
+  collapser.join("k", r, (flight) => {
+    flight.onFinish = (events, kept) => seen.push({ events, kept, subscriberEnded: r.ended });
+    flight.emit("a");
+    flight.finish({ cache: true });
+  });
+  assert.deepEqual(seen[0], { events: ["a"], kept: { cache: true }, subscriberEnded: 1 });
+  collapser.join("s", recorder(), (flight) => {
+    flight.onFinish = (events, kept) => seen.push({ events, kept, unshared: true });
+    flight.unshare();
+    flight.finish({ cache: true });
+  });
+  assert.equal(seen.length, 2);
+  assert.equal(seen[1].events, undefined, "a flight that stopped being shared has no recording");
+});
