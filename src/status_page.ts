@@ -108,7 +108,7 @@ td.method { font-family: var(--mono); font-size: 12px; }
 .flight-summary { display: flex; gap: 24px; margin-bottom: 6px; }
 .config { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 0 24px; }
 .config div { display: flex; gap: 10px; padding: 3px 0; border-bottom: 1px solid var(--grid); min-width: 0; }
-.config dt { color: var(--muted); width: 130px; flex: none; }
+.config dt { color: var(--muted); width: 170px; flex: none; overflow-wrap: anywhere; }
 .config dd { margin: 0; font-family: var(--mono); font-size: 12px; overflow-wrap: anywhere; min-width: 0; }
 .config dd.none { color: #a3a9b3; font-family: inherit; }
 footer { color: var(--muted); font-size: 12px; display: flex; gap: 14px; }
