@@ -134,6 +134,8 @@ export class Flight<E> {
    * shared tier). Must not throw.
    */
   onFinish: ((events: readonly E[] | undefined, options: FinishOptions) => void) | undefined;
+  /** Called once if the flight stops being shared (see {@linkcode unshare}). Must not throw. */
+  onUnshare: (() => void) | undefined;
   /** Whether refresh-ahead started this flight (a cached recording still answers meanwhile). */
   readonly refresh: boolean;
 
@@ -188,6 +190,7 @@ export class Flight<E> {
     if (this.#events === undefined || this.#done) return;
     this.#events = undefined;
     this.#owner._release(this);
+    this.onUnshare?.();
   }
 
   /** Ends the flight: subscribers get `end()`, and the recording is cached when `options.cache` is true. */

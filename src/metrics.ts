@@ -301,7 +301,7 @@ export class Metrics implements ProxyObserver {
     );
     labelled(
       "collapser_redis_settles_total",
-      "Lock holders passing their answer on, by result: stored (OK answer kept for its TTL), published (to waiters only), local_only (not shareable), lost_lock (the lock had expired), error.",
+      "Lock holders passing their answer on, by result: stored (OK answer kept for its TTL), published (not stored, sent to waiters), unheard (not stored, nobody waited), local_only (not shareable), lost_lock (the lock had expired), error.",
       "settles",
       "result",
     );

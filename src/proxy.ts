@@ -24,6 +24,7 @@ import { type ClientTls, peerIdentity, type ServerTls } from "./tls.ts";
 import type { ResponseEvent, Upstream } from "./upstream.ts";
 import type { RedisConfig } from "./redis_config.ts";
 import { SharedTier } from "./shared_tier.ts";
+import { createHash } from "node:crypto";
 
 /** How a call was served, for logs and metrics. */
 export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "health" | "rejected";
@@ -257,6 +258,9 @@ export class Proxy {
       const { openRedisLink } = await import("./redis_link.ts");
       proxy.tier = new SharedTier(openRedisLink(redis), {
         prefix: redis.prefix,
+        // Pub/sub ignores the database number, and two services can have methods of the same name: a fleet
+        // shares only with proxies on the same database in front of the same backend target.
+        scope: `${redis.db}:${createHash("sha256").update(options.backend).digest("hex").slice(0, 12)}`,
         maxBytes: redis.maxBytes,
         timeoutMs: redis.timeoutMs,
         lockMs: redis.lockTtlMs,

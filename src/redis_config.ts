@@ -84,10 +84,10 @@ export function parseRedisUrl(raw: string): Pick<
   };
 }
 
-/** The URL with its password masked, for logs and the status page. */
+/**
+ * The URL with everything before its last `@` masked (user and password), for logs, errors and the status
+ * page. Masking up to the last `@` also covers a password that itself holds `@` or `/`.
+ */
 export function maskedRedisUrl(raw: string): string {
-  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_match, scheme, userinfo: string) => {
-    const colon = userinfo.indexOf(":");
-    return colon === -1 ? `${scheme}***@` : `${scheme}${userinfo.slice(0, colon)}:***@`;
-  });
+  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/i, "$1***@");
 }

@@ -35,19 +35,34 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
 return {3}`;
 
-/** KEYS: answer, lock. */
+/** KEYS: answer, lock. ARGV: how much life a stored answer must have left to be taken. */
 const LOOK = `
 local v = redis.call('GET', KEYS[1])
-if v then return {1, v, redis.call('PTTL', KEYS[1])} end
+if v then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > tonumber(ARGV[1]) then return {1, v, ttl} end
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {3} end
 return {4}`;
 
-/** KEYS: answer, lock, waiters. ARGV: token, answer, ttl ms (0 = do not store), channel, notice. */
+/** KEYS: lock. ARGV: token, lock ms. Extends the lock while its holder's call runs. */
+const EXTEND = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
+/**
+ * KEYS: answer, lock, waiters. ARGV: token, answer, ttl ms (0 = do not store), channel, notice. Returns 0
+ * (not our lock), 1 (released), 2 (released, and published to waiters).
+ */
 const SETTLE = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2]) end
+if redis.call('DEL', KEYS[3]) == 1 then
+  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
+  return 2
+end
 return 1`;
 
 interface Script {
@@ -59,7 +74,12 @@ function script(source: string): Script {
   return { source, sha: createHash("sha1").update(source).digest("hex") };
 }
 
-const SCRIPTS = { acquire: script(ACQUIRE), look: script(LOOK), settle: script(SETTLE) };
+const SCRIPTS = {
+  acquire: script(ACQUIRE),
+  look: script(LOOK),
+  settle: script(SETTLE),
+  extend: script(EXTEND),
+};
 
 /** Reconnect after 50, 100, 200 ms ..., at most every second. */
 const backoff = (retries: number) => Math.min(50 * 2 ** retries, 1_000);
@@ -114,8 +134,13 @@ class NodeRedisLink implements RedisLink {
     return lookup(reply);
   }
 
-  async look(keys: TierKeys): Promise<Lookup> {
-    return lookup(await this.#eval(SCRIPTS.look, [keys.answer, keys.lock], []));
+  async look(keys: TierKeys, freshForMs: number): Promise<Lookup> {
+    return lookup(await this.#eval(SCRIPTS.look, [keys.answer, keys.lock], [String(Math.round(freshForMs))]));
+  }
+
+  async extend(keys: TierKeys, token: string, lockMs: number): Promise<boolean> {
+    return await this.#eval(SCRIPTS.extend, [keys.lock], [token, String(Math.max(1, Math.round(lockMs)))]) ===
+      1;
   }
 
   async settle(
@@ -125,7 +150,7 @@ class NodeRedisLink implements RedisLink {
     ttlMs: number,
     channel: string,
     notice: Uint8Array,
-  ): Promise<boolean> {
+  ): Promise<"released" | "published" | "lost"> {
     const reply = await this.#eval(SCRIPTS.settle, [keys.answer, keys.lock, keys.waiters], [
       token,
       bufferOf(answer),
@@ -133,7 +158,7 @@ class NodeRedisLink implements RedisLink {
       channel,
       bufferOf(notice),
     ]);
-    return reply === 1;
+    return reply === 2 ? "published" : reply === 1 ? "released" : "lost";
   }
 
   async ping(): Promise<void> {

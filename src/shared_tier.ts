@@ -7,10 +7,11 @@
  * and the others wait for its answer. When its call ends the lock holder, in one more round trip and only if
  * the lock is still its own, stores an OK answer for its TTL, releases the lock, and — when someone waits —
  * publishes the answer on the tier's channel. A waiter is answered by that message; a poll (every
- * `pollMs`) covers a lost message and a lock holder that died (its lock expires); a waiter that has waited
- * the lock's whole life, or finds the lock gone with no answer, calls the backend itself. An answer that
- * cannot be shared (a stream, a stale answer, over `maxBytes`) is announced as such, and its waiters call
- * the backend themselves.
+ * `pollMs`) covers a lost message and a lock holder that died (its lock, renewed while its call runs, then
+ * expires); a waiter that has waited the lock's whole life, or finds the lock gone with no answer, calls the
+ * backend itself. An answer that cannot be shared (a stream — announced as soon as it shows, a stale
+ * answer, an availability failure, over `maxBytes`) is announced as such, and its waiters call the backend
+ * themselves. A proxy that closes hands back the locks it holds.
  *
  * Redis failing never fails a call: a round trip that errs, or three in a row that take longer than
  * `timeoutMs`, put the tier down — one warning, every waiter released to call the backend itself, every new
@@ -30,7 +31,7 @@ import { log } from "./log.ts";
 import type { LeadRequest } from "./backend_calls.ts";
 import { decodeAnswer, encodeAnswer } from "./shared_answer.ts";
 import { type ResponseEvent, statusEvent } from "./upstream.ts";
-import { retention } from "./backend_calls.ts";
+import { retention, STALE_IF } from "./backend_calls.ts";
 
 /** What one round trip for a key found. */
 export type Lookup =
@@ -50,12 +51,14 @@ export interface RedisLink {
    * holds it, then a note that we wait).
    */
   acquire(keys: TierKeys, token: string, lockMs: number, freshForMs: number): Promise<Lookup>;
-  /** The stored answer, or whether the lock is still held. */
-  look(keys: TierKeys): Promise<Lookup>;
+  /** The stored answer if it has more than `freshForMs` of life left, or whether the lock is still held. */
+  look(keys: TierKeys, freshForMs: number): Promise<Lookup>;
+  /** Extends the lock for `lockMs` if it still holds `token`; resolves whether it did. */
+  extend(keys: TierKeys, token: string, lockMs: number): Promise<boolean>;
   /**
    * If the lock still holds `token`: stores `answer` for `ttlMs` (0 = not stored), releases the lock, and
-   * publishes `notice` followed by `answer` on `channel` when a waiter registered. Resolves whether the lock
-   * was still ours.
+   * publishes `notice` followed by `answer` on `channel` when a waiter registered. Resolves with what it
+   * did: `lost` if the lock was no longer ours.
    */
   settle(
     keys: TierKeys,
@@ -64,7 +67,7 @@ export interface RedisLink {
     ttlMs: number,
     channel: string,
     notice: Uint8Array,
-  ): Promise<boolean>;
+  ): Promise<"released" | "published" | "lost">;
   /** A round trip that proves Redis answers. */
   ping(): Promise<void>;
   /** Calls `listener` with every message published on `channel` (re-subscribing after reconnects). */
@@ -86,6 +89,11 @@ export interface TierKeys {
 export interface SharedTierOptions {
   /** Namespace of every key and of the channel. @default {"collapser:"} */
   prefix?: string;
+  /**
+   * What else separates this fleet from others on the same Redis: the database number (pub/sub ignores
+   * it) and the backend target, so that fleets in front of different services never share. @default {""}
+   */
+  scope?: string;
   /** Answers larger than this stay local. @default {256 KiB} */
   maxBytes?: number;
   /** Bound on one Redis round trip; past it the tier goes down until Redis answers in time. @default {100} */
@@ -106,7 +114,7 @@ export interface TierStats {
   /** How waits ended. */
   waits: Record<"answer" | "notice" | "polled" | "free" | "timeout" | "down", number>;
   /** Lock holders' settles, by result. */
-  settles: Record<"stored" | "published" | "lost_lock" | "local_only" | "error", number>;
+  settles: Record<"stored" | "published" | "unheard" | "lost_lock" | "local_only" | "error", number>;
   /** Times the tier went down. */
   outages: number;
 }
@@ -124,6 +132,11 @@ class TierTimeout extends Error {
     this.name = "TierTimeout";
   }
 }
+
+/** The key the probe takes and releases a lock on (no collapse key is all zeros). */
+const PROBE_KEY = "0".repeat(64);
+/** How a lock handed back unused is kept: not at all. */
+const NOT_KEPT: FinishOptions = Object.freeze({ cache: false });
 
 /** Collapse keys are SHA-256 in hex. */
 const KEY_LENGTH = 64;
@@ -147,7 +160,11 @@ type Local = (flight: Flight<ResponseEvent>) => void;
 export class SharedTier {
   readonly #link: RedisLink;
   readonly #prefix: string;
+  /** The prefix and the scope: where this fleet's keys and channel live. */
+  readonly #namespace: string;
   readonly #channel: string;
+  /** Locks held now (their flights are calling the backend): token → keys, to release them at close. */
+  readonly #held = new Map<string, { keys: TierKeys; key: string }>();
   readonly #maxBytes: number;
   readonly #timeoutMs: number;
   readonly #lockMs: number;
@@ -169,14 +186,15 @@ export class SharedTier {
     up: false,
     lookups: { hit: 0, lock: 0, wait: 0, skipped: 0, error: 0 },
     waits: { answer: 0, notice: 0, polled: 0, free: 0, timeout: 0, down: 0 },
-    settles: { stored: 0, published: 0, lost_lock: 0, local_only: 0, error: 0 },
+    settles: { stored: 0, published: 0, unheard: 0, lost_lock: 0, local_only: 0, error: 0 },
     outages: 0,
   };
 
   constructor(link: RedisLink, options: SharedTierOptions = {}) {
     this.#link = link;
     this.#prefix = options.prefix ?? "collapser:";
-    this.#channel = `${this.#prefix}answers`;
+    this.#namespace = options.scope ? `${this.#prefix}${options.scope}:` : this.#prefix;
+    this.#channel = `${this.#namespace}answers`;
     this.#maxBytes = options.maxBytes ?? 256 * 1024;
     this.#timeoutMs = options.timeoutMs ?? 100;
     this.#lockMs = options.lockMs ?? 5_000;
@@ -254,9 +272,7 @@ export class SharedTier {
         else this.#waiters.delete(key);
       }
     };
-    // A refresh-ahead (its local answer is in the last half of its life) takes a stored answer only if it
-    // is newer than that: one another proxy refreshed. Otherwise it refreshes, for the fleet.
-    const freshForMs = flight.refresh ? request.policy.ttlMs / 2 : 0;
+    const freshForMs = this.#freshFor(flight, request);
     const asked = this.#link.acquire(keys, token, this.#lockMs, freshForMs);
     this.#timed(asked).then((found) => {
       this.#answered();
@@ -268,9 +284,7 @@ export class SharedTier {
       if (found.kind === "lock") {
         forget();
         this.#stats.lookups.lock++;
-        const lockedAt = performance.now();
-        flight.onFinish = (events, kept) =>
-          this.#settle(keys, token, request, events, kept, performance.now() - lockedAt);
+        this.#hold(flight, keys, token, request);
         return this.#local(flight, local);
       }
       this.#stats.lookups.wait++;
@@ -297,16 +311,72 @@ export class SharedTier {
     });
   }
 
-  /** Stops the probe and releases every waiter to call the backend itself. */
+  /**
+   * Stops the probe, releases every waiter to call the backend itself, and hands back the locks this proxy
+   * holds (waiters elsewhere call the backend themselves rather than wait for them to expire).
+   */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#probe);
     this.#releaseWaiters("down");
+    const held = [...this.#held.entries()];
+    this.#held.clear();
+    await Promise.allSettled(
+      held.map(([token, { keys, key }]) =>
+        this.#timed(
+          this.#link.settle(
+            keys,
+            token,
+            new Uint8Array(0),
+            0,
+            this.#channel,
+            this.#notice(key, CALL_IT_YOURSELF),
+          ),
+        )
+      ),
+    );
     await this.#link.close().catch(() => {});
   }
 
+  /**
+   * The lock is ours: keep it alive while the backend call runs, hand it back when the flight turns out to
+   * be a stream (nobody can share it: waiters elsewhere call the backend themselves at once), and pass the
+   * answer on when the flight finishes.
+   */
+  #hold(flight: Flight<ResponseEvent>, keys: TierKeys, token: string, request: LeadRequest): void {
+    const lockedAt = performance.now();
+    this.#held.set(token, { keys, key: request.key });
+    let released = false;
+    const renew = setInterval(() => {
+      this.#timed(this.#link.extend(keys, token, this.#lockMs)).catch(() => {});
+    }, this.#lockMs / 2);
+    const release = () => {
+      released = true;
+      clearInterval(renew);
+      this.#held.delete(token);
+    };
+    flight.onUnshare = () => {
+      if (released) return;
+      release();
+      this.#settle(keys, token, request, undefined, NOT_KEPT, 0);
+    };
+    flight.onFinish = (events, kept) => {
+      if (released) return;
+      release();
+      this.#settle(keys, token, request, events, kept, performance.now() - lockedAt);
+    };
+  }
+
+  /**
+   * How much life a stored answer must have left to be taken: any, for a miss; for a refresh-ahead (its
+   * local answer is in the last half of its life), more than half its TTL — one another proxy refreshed.
+   */
+  #freshFor(flight: Flight<ResponseEvent>, request: LeadRequest): number {
+    return flight.refresh ? request.policy.ttlMs / 2 : 0;
+  }
+
   #keys(key: string): TierKeys {
-    const base = `${this.#prefix}{${key}}:`;
+    const base = `${this.#namespace}{${key}}:`;
     return { answer: `${base}a`, lock: `${base}l`, waiters: `${base}w` };
   }
 
@@ -319,6 +389,7 @@ export class SharedTier {
     forget: () => void,
   ): void {
     const { flight } = waiter;
+    const freshForMs = this.#freshFor(flight, request);
     let poll: ReturnType<typeof setTimeout> | undefined;
     let settled = false;
     const deadline = setTimeout(() => resume({ kind: "timeout" }), this.#lockMs);
@@ -338,7 +409,7 @@ export class SharedTier {
     waiter.resume = resume;
     const schedule = () => {
       poll = setTimeout(() => {
-        this.#timed(this.#link.look(keys)).then((found) => {
+        this.#timed(this.#link.look(keys, freshForMs)).then((found) => {
           this.#answered();
           if (settled) return;
           if (found.kind === "hit") resume({ kind: "polled", value: found.value, ttlMs: found.ttlMs });
@@ -430,24 +501,29 @@ export class SharedTier {
     kept: FinishOptions,
     tookMs: number,
   ): void {
-    const encoded = events === undefined ? undefined : encodeAnswer(events, tookMs);
+    const last = events?.[events.length - 1];
+    // An availability failure (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED — possibly this proxy's own
+    // concurrency limit) is not passed on as an answer: each waiting proxy tries for itself, and may answer
+    // with its own stale copy (stale-if-error).
+    const failed = last?.type === "status" && STALE_IF.has(last.code);
+    const encoded = events === undefined || failed ? undefined : encodeAnswer(events, tookMs);
     const shareable = encoded !== undefined && encoded.byteLength <= this.#maxBytes;
     const answer = shareable ? encoded : new Uint8Array(0);
     // Only OK answers are stored (for the TTL they are kept here); errors only reach current waiters.
-    const last = events?.[events.length - 1];
     const ttlMs = shareable && kept.cache && last?.type === "status" && last.code === Status.OK
       ? kept.ttlMs ?? request.policy.ttlMs
       : 0;
     const notice = this.#notice(request.key, shareable ? ANSWER : CALL_IT_YOURSELF);
     // Tried even while the tier is down here: other proxies may be waiting on this lock, and a Redis that
     // is really gone fails this at once.
-    this.#timed(this.#link.settle(keys, token, answer, ttlMs, this.#channel, notice)).then((ours) => {
+    this.#timed(this.#link.settle(keys, token, answer, ttlMs, this.#channel, notice)).then((done) => {
       this.#answered();
       const s = this.#stats.settles;
-      if (!ours) s.lost_lock++;
+      if (done === "lost") s.lost_lock++;
       else if (!shareable) s.local_only++;
       else if (ttlMs > 0) s.stored++;
-      else s.published++;
+      else if (done === "published") s.published++;
+      else s.unheard++;
     }, (err) => {
       this.#stats.settles.error++;
       this.#failed(err);
@@ -528,11 +604,25 @@ export class SharedTier {
   async #probeOnce(): Promise<void> {
     if (this.#closed) return;
     try {
-      await this.#timed(this.#link.ping());
+      // The real path, not PING: a read-only replica, a full Redis or an ACL without EVALSHA answer PING.
+      const keys = this.#keys(PROBE_KEY);
+      const token = this.#tokenPrefix + this.#tokens++;
+      await this.#timed(this.#link.acquire(keys, token, 1_000, 0));
+      await this.#timed(
+        this.#link.settle(
+          keys,
+          token,
+          new Uint8Array(0),
+          0,
+          this.#channel,
+          this.#notice(PROBE_KEY, CALL_IT_YOURSELF),
+        ),
+      );
     } catch {
       return;
     }
     if (this.#up || this.#closed) return;
+    this.#timeouts = 0;
     this.#up = true;
     this.#started?.();
     if (this.#warned) log.info("redis answers again: the shared tier is back in use");

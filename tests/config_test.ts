@@ -332,7 +332,9 @@ Deno.test("parseConfig() reads the Redis URL (credentials masked where shown) an
   assert.ok(!defaults.help);
   assert.equal(defaults.config.redis, undefined, "no Redis unless asked");
   assert.equal(defaults.config.reusePort, false);
-  assert.equal(maskedRedisUrl("redis://app:secret@h:1/0"), "redis://app:***@h:1/0");
-  assert.equal(maskedRedisUrl("redis://:secret@h:1"), "redis://:***@h:1");
+  assert.equal(maskedRedisUrl("redis://app:secret@h:1/0"), "redis://***@h:1/0");
+  assert.equal(maskedRedisUrl("redis://:secret@h:1"), "redis://***@h:1");
+  assert.equal(maskedRedisUrl("redis://user:p@ss@h:1"), "redis://***@h:1", "a password holding @");
+  assert.equal(maskedRedisUrl("redis://:pa/ss@h:1"), "redis://***@h:1", "a password holding /");
   assert.equal(maskedRedisUrl("redis://h:1"), "redis://h:1");
 });

@@ -47,14 +47,20 @@ Deno.test("Redis link: acquire takes the lock, then others wait; settle stores, 
     const k = keys("k1");
     assert.deepEqual(await link.acquire(k, "token-a", 5_000, 0), { kind: "lock" });
     assert.deepEqual(await link.acquire(k, "token-b", 5_000, 0), { kind: "wait" });
-    assert.deepEqual(await link.look(k), { kind: "wait" }, "the lock is held");
-    assert.equal(await link.settle(k, "token-b", bytes("not mine"), 10_000, "t:answers", bytes("K|")), false);
+    assert.deepEqual(await link.look(k, 0), { kind: "wait" }, "the lock is held");
+    assert.equal(
+      await link.settle(k, "token-b", bytes("not mine"), 10_000, "t:answers", bytes("K|")),
+      "lost",
+    );
     assert.equal(await redis.command("EXISTS", k.answer), ":0\r\n", "a wrong token stores nothing");
-    assert.equal(await link.settle(k, "token-a", bytes("answer"), 10_000, "t:answers", bytes("K|")), true);
+    assert.equal(
+      await link.settle(k, "token-a", bytes("answer"), 10_000, "t:answers", bytes("K|")),
+      "published",
+    );
     await until(() => published.length === 1, "the answer to be published to the waiter");
     assert.deepEqual(published, ["K|answer"], "notice then answer, in one message");
     assert.equal(await redis.command("EXISTS", k.lock), ":0\r\n", "lock released");
-    const found = await link.look(k);
+    const found = await link.look(k, 0);
     assert.equal(found.kind, "hit");
     assert.equal(new TextDecoder().decode((found as { value: Uint8Array }).value), "answer");
     assert.ok((found as { ttlMs: number }).ttlMs > 5_000 && (found as { ttlMs: number }).ttlMs <= 10_000);
@@ -68,9 +74,9 @@ Deno.test("Redis link: nobody waiting → nothing published; ttl 0 → nothing s
     await link.subscribe("t:answers", (message) => published.push(message));
     const k = keys("k2");
     assert.deepEqual(await link.acquire(k, "a", 5_000, 0), { kind: "lock" });
-    assert.equal(await link.settle(k, "a", bytes("x"), 0, "t:answers", bytes("K|")), true);
+    assert.equal(await link.settle(k, "a", bytes("x"), 0, "t:answers", bytes("K|")), "released");
     assert.equal(await redis.command("DBSIZE"), ":0\r\n", "nothing stored, lock released");
-    assert.deepEqual(await link.look(k), { kind: "free" });
+    assert.deepEqual(await link.look(k, 0), { kind: "free" });
     // Messages reach the subscriber in the order Redis published them: once a sentinel published after the
     // settle has arrived, anything the settle published would have too.
     await redis.command("PUBLISH", "t:answers", "sentinel");
@@ -87,6 +93,8 @@ Deno.test("Redis link: a refresh takes a stored answer only if it has more life 
     assert.equal((await link.acquire(k, "a", 5_000, 0)).kind, "hit", "a miss takes any stored answer");
     assert.equal((await link.acquire(k, "a", 5_000, 5_000)).kind, "hit", "fresh enough for a refresh");
     assert.deepEqual(await link.acquire(k, "b", 5_000, 20_000), { kind: "lock" }, "too old: refresh it");
+    assert.deepEqual(await link.look(k, 20_000), { kind: "wait" }, "a poll also refuses it, and waits");
+    assert.equal((await link.look(k, 0)).kind, "hit");
   });
 });
 
@@ -96,5 +104,17 @@ Deno.test("Redis link: after SCRIPT FLUSH (or a restarted Redis) the scripts are
     assert.deepEqual(await link.acquire(keys("k4"), "a", 5_000, 0), { kind: "lock" });
     assert.equal(await redis.command("SCRIPT", "FLUSH"), "+OK\r\n");
     assert.deepEqual(await link.acquire(keys("k5"), "a", 5_000, 0), { kind: "lock" });
+  });
+});
+
+Deno.test("Redis link: extend keeps a lock alive only for its holder", async () => {
+  await using redis = await startRedis();
+  await withLink(redis, async (link) => {
+    const k = keys("k6");
+    assert.deepEqual(await link.acquire(k, "mine", 1_000, 0), { kind: "lock" });
+    assert.equal(await link.extend(k, "theirs", 60_000), false);
+    assert.equal(await link.extend(k, "mine", 60_000), true);
+    const pttl = Number((await redis.command("PTTL", k.lock)).slice(1));
+    assert.ok(pttl > 1_000 && pttl <= 60_000, `extended: ${pttl} ms left`);
   });
 });

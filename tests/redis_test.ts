@@ -6,6 +6,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { gate, metadata, parse, startTestBackend, unary, until } from "./_helpers.ts";
 import { heldBackend, redisConfig, startFleet, startRedis } from "./_redis.ts";
 
@@ -102,5 +103,139 @@ Deno.test("Redis tier: answers over --redis-max-bytes stay local; a proxy waitin
     assert.equal(await redis.command("DBSIZE"), ":0\r\n", "nothing stored, the lock released");
   } finally {
     backend.close();
+  }
+});
+
+Deno.test("Redis tier: a lock holder that turns out to stream hands the lock back at once; the other proxy streams for itself", async () => {
+  await using redis = await startRedis();
+  const release = gate();
+  const backend = await startTestBackend({
+    ServerStream(call) {
+      // Two messages now (the proxy learns it is a stream), the rest when the test says.
+      call.write(Buffer.from(JSON.stringify({ seq: 0 })));
+      call.write(Buffer.from(JSON.stringify({ seq: 1 })));
+      release.promise.then(() => call.end());
+    },
+  });
+  try {
+    await using fleet = await startFleet(backend, 2, redisConfig(redis.url));
+    for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+    const [a, b] = fleet.clients;
+    const stream = (client: grpc.Client) => {
+      const call = client.makeServerStreamRequest(
+        "/test.Test/ServerStream",
+        (x: Buffer) => x,
+        (x: Buffer) => x,
+        Buffer.from("{}"),
+      );
+      const messages: unknown[] = [];
+      call.on("data", (m: Buffer) => messages.push(parse(m)));
+      call.on("error", () => {});
+      const ended = new Promise<number>((resolve) =>
+        call.on("status", (s: grpc.StatusObject) => resolve(s.code))
+      );
+      return { messages, ended };
+    };
+    const first = stream(a);
+    await until(() => first.messages.length === 2, "the first proxy's stream to flow");
+    await until(() => fleet.proxies[0].tier!.stats.settles.local_only === 1, "the lock handed back");
+    const second = stream(b);
+    await until(() => second.messages.length === 2, "the second proxy's own stream to flow, at once");
+    assert.equal(backend.calls.ServerStream, 2);
+    release.open();
+    assert.equal(await first.ended, grpc.status.OK);
+    assert.equal(await second.ended, grpc.status.OK);
+  } finally {
+    release.open();
+    backend.close();
+  }
+});
+
+Deno.test("Redis tier: a proxy that closes while holding a lock hands it back; the waiting proxy calls the backend itself at once", async () => {
+  await using redis = await startRedis();
+  let calls = 0;
+  const never = gate();
+  const backend = await startTestBackend({
+    Unary(call, callback) {
+      if (++calls === 1) return never.promise; // the closing proxy's call never answers
+      callback(null, Buffer.from(JSON.stringify({ echo: parse(call.request) })));
+    },
+  });
+  try {
+    await using fleet = await startFleet(backend, 2, redisConfig(redis.url, { lockTtlMs: 60_000 }));
+    for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+    const [a, b] = fleet.clients;
+    const lost = unary(a, "/test.Test/Unary", { item: "k" });
+    await until(() => calls === 1, "the first proxy to lead");
+    const waiting = unary(b, "/test.Test/Unary", { item: "k" });
+    await until(() => fleet.proxies[1].tier!.stats.lookups.wait === 1, "the second proxy to wait");
+    await fleet.proxies[0].close();
+    const result = await waiting;
+    assert.equal(result.status.code, grpc.status.OK, result.status.details);
+    assert.equal(fleet.proxies[1].tier!.stats.waits.notice, 1, "told at once, not left to a 60 s lock");
+    await lost;
+  } finally {
+    never.open();
+    backend.close();
+  }
+});
+
+Deno.test("Redis tier: an availability failure is not passed on as an answer: the waiting proxy tries the backend itself", async () => {
+  await using redis = await startRedis();
+  let calls = 0;
+  const release = gate();
+  const backend = await startTestBackend({
+    Unary(call, callback) {
+      if (++calls === 1) {
+        release.promise.then(() => callback({ code: grpc.status.UNAVAILABLE, details: "backend blip" }));
+        return;
+      }
+      callback(null, Buffer.from(JSON.stringify({ echo: parse(call.request) })));
+    },
+  });
+  try {
+    await using fleet = await startFleet(backend, 2, redisConfig(redis.url));
+    for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+    const [a, b] = fleet.clients;
+    const first = unary(a, "/test.Test/Unary", { item: "k" });
+    await until(() => calls === 1, "the first proxy to lead");
+    const second = unary(b, "/test.Test/Unary", { item: "k" });
+    await until(() => fleet.proxies[1].tier!.stats.lookups.wait === 1, "the second proxy to wait");
+    release.open();
+    assert.equal((await first).status.code, grpc.status.UNAVAILABLE);
+    const result = await second;
+    assert.equal(result.status.code, grpc.status.OK, "its own backend call succeeded");
+    assert.equal(fleet.proxies[1].tier!.stats.waits.notice, 1);
+    assert.equal(calls, 2);
+  } finally {
+    release.open();
+    backend.close();
+  }
+});
+
+Deno.test("Redis tier: proxies in front of different backends share nothing, even with the same prefix and Redis", async () => {
+  await using redis = await startRedis();
+  const one = await startTestBackend();
+  const two = await startTestBackend();
+  try {
+    const config = redisConfig(redis.url);
+    await using first = await startFleet(one, 1, config);
+    await using second = await startFleet(two, 1, config);
+    for (const proxy of [...first.proxies, ...second.proxies]) await until(() => proxy.tier!.up, "the tier");
+    assert.equal(
+      (await unary(first.clients[0], "/test.Test/Unary", { item: 1 })).status.code,
+      grpc.status.OK,
+    );
+    await until(() => first.proxies[0].tier!.stats.settles.stored === 1, "the answer to be stored");
+    assert.equal(
+      (await unary(second.clients[0], "/test.Test/Unary", { item: 1 })).status.code,
+      grpc.status.OK,
+    );
+    assert.equal(second.proxies[0].tier!.stats.lookups.hit, 0, "not served the other service's answer");
+    assert.equal(one.calls.Unary, 1);
+    assert.equal(two.calls.Unary, 1);
+  } finally {
+    one.close();
+    two.close();
   }
 });
