@@ -10,7 +10,7 @@ export const DEFAULT_REDIS_PREFIX = "collapser:";
 /** Default largest answer shared through Redis: 256 KiB. */
 export const DEFAULT_REDIS_MAX_BYTES = 256 * 1024;
 /** Default bound on one Redis round trip. */
-export const DEFAULT_REDIS_TIMEOUT_MS = 100;
+export const DEFAULT_REDIS_TIMEOUT_MS = 250;
 /** Default life of a lock: the longest one proxy waits for another's answer. */
 export const DEFAULT_REDIS_LOCK_TTL_MS = 5_000;
 

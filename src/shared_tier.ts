@@ -96,7 +96,7 @@ export interface SharedTierOptions {
   scope?: string;
   /** Answers larger than this stay local. @default {256 KiB} */
   maxBytes?: number;
-  /** Bound on one Redis round trip; past it the tier goes down until Redis answers in time. @default {100} */
+  /** Bound on one Redis round trip; three in a row past it put the tier down. @default {250} */
   timeoutMs?: number;
   /** Life of a lock, and so the longest a proxy waits for another's answer. @default {5000} */
   lockMs?: number;
@@ -196,7 +196,7 @@ export class SharedTier {
     this.#namespace = options.scope ? `${this.#prefix}${options.scope}:` : this.#prefix;
     this.#channel = `${this.#namespace}answers`;
     this.#maxBytes = options.maxBytes ?? 256 * 1024;
-    this.#timeoutMs = options.timeoutMs ?? 100;
+    this.#timeoutMs = options.timeoutMs ?? 250;
     this.#lockMs = options.lockMs ?? 5_000;
     this.#pollMs = options.pollMs ?? 250;
     this.#probeMs = options.probeMs ?? 1_000;

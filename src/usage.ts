@@ -67,7 +67,7 @@ A fleet that collapses as one (shared tier):
                              rediss:// for TLS
   --redis-prefix STRING      namespace of the tier's keys and channel    [COLLAPSER_REDIS_PREFIX] (default ${DEFAULT_REDIS_PREFIX})
   --redis-max-bytes BYTES    larger answers stay on their proxy          [COLLAPSER_REDIS_MAX_BYTES] (default ${DEFAULT_REDIS_MAX_BYTES})
-  --redis-timeout DURATION   bound on one Redis round trip; past it the  [COLLAPSER_REDIS_TIMEOUT] (default 100ms)
+  --redis-timeout DURATION   bound on one Redis round trip; past it the  [COLLAPSER_REDIS_TIMEOUT] (default 250ms)
                              proxy collapses alone until Redis is back
   --redis-lock-ttl DURATION  life of a key's lock: the longest a proxy   [COLLAPSER_REDIS_LOCK_TTL] (default 5s)
                              waits for another proxy's answer

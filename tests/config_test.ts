@@ -324,7 +324,7 @@ Deno.test("parseConfig() reads the Redis URL (credentials masked where shown) an
       db: 2,
       prefix: "fleet:",
       maxBytes: 256 * 1024,
-      timeoutMs: 100,
+      timeoutMs: 250,
       lockTtlMs: 2_000,
     },
   );
