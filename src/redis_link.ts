@@ -161,10 +161,6 @@ class NodeRedisLink implements RedisLink {
     return reply === 2 ? "published" : reply === 1 ? "released" : "lost";
   }
 
-  async ping(): Promise<void> {
-    await this.#client.ping();
-  }
-
   async subscribe(channel: string, listener: (message: Uint8Array) => void): Promise<void> {
     await this.#subscriber.subscribe(channel, (message: Buffer) => listener(message), true);
   }

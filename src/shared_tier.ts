@@ -68,8 +68,6 @@ export interface RedisLink {
     channel: string,
     notice: Uint8Array,
   ): Promise<"released" | "published" | "lost">;
-  /** A round trip that proves Redis answers. */
-  ping(): Promise<void>;
   /** Calls `listener` with every message published on `channel` (re-subscribing after reconnects). */
   subscribe(channel: string, listener: (message: Uint8Array) => void): Promise<void>;
   /** Sets what to call when the connection is lost (`down`) or comes back (`up`). */
@@ -137,6 +135,10 @@ class TierTimeout extends Error {
 const PROBE_KEY = "0".repeat(64);
 /** How a lock handed back unused is kept: not at all. */
 const NOT_KEPT: FinishOptions = Object.freeze({ cache: false });
+
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Collapse keys are SHA-256 in hex. */
 const KEY_LENGTH = 64;
@@ -288,7 +290,7 @@ export class SharedTier {
         return this.#local(flight, local);
       }
       this.#stats.lookups.wait++;
-      this.#wait(waiter, keys, request, local, forget);
+      this.#wait(waiter, keys, request, freshForMs, local, forget);
     }, (err) => {
       forget();
       this.#stats.lookups.error++;
@@ -297,16 +299,7 @@ export class SharedTier {
       // Given up on, the lookup may still have taken the lock: give it back at once rather than leave other
       // proxies waiting for an answer that will never be published (they call the backend themselves).
       asked.then((found) => {
-        if (found.kind !== "lock") return;
-        this.#link.settle(
-          keys,
-          token,
-          new Uint8Array(0),
-          0,
-          this.#channel,
-          this.#notice(key, CALL_IT_YOURSELF),
-        )
-          .catch(() => {});
+        if (found.kind === "lock") this.#handBack(keys, token, key).catch(() => {});
       }, () => {});
     });
   }
@@ -322,18 +315,7 @@ export class SharedTier {
     const held = [...this.#held.entries()];
     this.#held.clear();
     await Promise.allSettled(
-      held.map(([token, { keys, key }]) =>
-        this.#timed(
-          this.#link.settle(
-            keys,
-            token,
-            new Uint8Array(0),
-            0,
-            this.#channel,
-            this.#notice(key, CALL_IT_YOURSELF),
-          ),
-        )
-      ),
+      held.map(([token, { keys, key }]) => this.#timed(this.#handBack(keys, token, key))),
     );
     await this.#link.close().catch(() => {});
   }
@@ -385,11 +367,11 @@ export class SharedTier {
     waiter: Waiter,
     keys: TierKeys,
     request: LeadRequest,
+    freshForMs: number,
     local: Local,
     forget: () => void,
   ): void {
     const { flight } = waiter;
-    const freshForMs = this.#freshFor(flight, request);
     let poll: ReturnType<typeof setTimeout> | undefined;
     let settled = false;
     const deadline = setTimeout(() => resume({ kind: "timeout" }), this.#lockMs);
@@ -427,7 +409,7 @@ export class SharedTier {
 
   #onMessage(message: Uint8Array): void {
     if (message.byteLength <= KEY_LENGTH) return;
-    const key = new TextDecoder().decode(message.subarray(0, KEY_LENGTH));
+    const key = decoder.decode(message.subarray(0, KEY_LENGTH));
     const waiter = this.#waiters.get(key);
     if (waiter === undefined) return;
     if (waiter.resume === undefined) waiter.early = message;
@@ -508,7 +490,7 @@ export class SharedTier {
     const failed = last?.type === "status" && STALE_IF.has(last.code);
     const encoded = events === undefined || failed ? undefined : encodeAnswer(events, tookMs);
     const shareable = encoded !== undefined && encoded.byteLength <= this.#maxBytes;
-    const answer = shareable ? encoded : new Uint8Array(0);
+    const answer = shareable ? encoded : EMPTY;
     // Only OK answers are stored (for the TTL they are kept here); errors only reach current waiters.
     const ttlMs = shareable && kept.cache && last?.type === "status" && last.code === Status.OK
       ? kept.ttlMs ?? request.policy.ttlMs
@@ -530,10 +512,15 @@ export class SharedTier {
     });
   }
 
+  /** Releases a lock unused: nothing stored, and waiters (if any) told to call the backend themselves. */
+  #handBack(keys: TierKeys, token: string, key: string): Promise<"released" | "published" | "lost"> {
+    return this.#link.settle(keys, token, EMPTY, 0, this.#channel, this.#notice(key, CALL_IT_YOURSELF));
+  }
+
   /** The message that tells waiters on `key` what follows: an answer, or to call the backend themselves. */
   #notice(key: string, kind: number): Uint8Array {
     const notice = new Uint8Array(KEY_LENGTH + 1);
-    new TextEncoder().encodeInto(key, notice);
+    encoder.encodeInto(key, notice);
     notice[KEY_LENGTH] = kind;
     return notice;
   }
@@ -609,14 +596,7 @@ export class SharedTier {
       const token = this.#tokenPrefix + this.#tokens++;
       await this.#timed(this.#link.acquire(keys, token, 1_000, 0));
       await this.#timed(
-        this.#link.settle(
-          keys,
-          token,
-          new Uint8Array(0),
-          0,
-          this.#channel,
-          this.#notice(PROBE_KEY, CALL_IT_YOURSELF),
-        ),
+        this.#handBack(keys, token, PROBE_KEY),
       );
     } catch {
       return;

@@ -25,7 +25,7 @@ async function withLink(redis: RedisServer, body: (link: RedisLink) => Promise<v
   try {
     await until(async () => {
       try {
-        await link.ping();
+        await link.look(keys("connected?"), 0);
         return true;
       } catch {
         return false;
