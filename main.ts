@@ -4,21 +4,21 @@
  * @module
  */
 
-import { serveAdmin } from "./src/admin.ts";
-import { ConfigError, parseConfig } from "./src/config.ts";
-import { effectiveConfig, policyDefaults } from "./src/config_view.ts";
-import { USAGE } from "./src/usage.ts";
-import { formatDuration } from "./src/duration.ts";
-import { log, setupLogging } from "./src/log.ts";
-import { Metrics } from "./src/metrics.ts";
-import { DescriptorError } from "./src/descriptor.ts";
-import { PolicyFileError } from "./src/policy_file.ts";
-import { policyReloader, PolicySource } from "./src/policy_source.ts";
-import { onSighup } from "./src/reload.ts";
-import { observers, Proxy } from "./src/proxy.ts";
-import { StatusBoard } from "./src/status.ts";
-import { TlsError, TlsMaterial } from "./src/tls.ts";
-import { VERSION } from "./src/version.ts";
+import { serveAdmin } from "./src/admin/admin.ts";
+import { ConfigError, parseConfig } from "./src/config/config.ts";
+import { effectiveConfig, policyDefaults } from "./src/config/config_view.ts";
+import { USAGE } from "./src/config/usage.ts";
+import { formatDuration } from "./src/util/duration.ts";
+import { log, setupLogging } from "./src/util/log.ts";
+import { Metrics } from "./src/admin/metrics.ts";
+import { DescriptorError } from "./src/policy/descriptor.ts";
+import { PolicyFileError } from "./src/policy/policy_file.ts";
+import { policyReloader, PolicySource } from "./src/policy/policy_source.ts";
+import { onSighup } from "./src/util/reload.ts";
+import { observers, Proxy } from "./src/server/proxy.ts";
+import { StatusBoard } from "./src/admin/status.ts";
+import { TlsError, TlsMaterial } from "./src/wire/tls.ts";
+import { VERSION } from "./src/util/version.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {

@@ -12,13 +12,13 @@
  * @module
  */
 
-import { Collapser, type Flight, type Membership, type Subscriber } from "../src/collapser.ts";
-import { encodeFrame, Status } from "../src/grpc_wire.ts";
-import { collapseKey } from "../src/key.ts";
-import { Policy } from "../src/policy.ts";
-import { parsePolicy } from "../src/policy_file.ts";
+import { Collapser, type Flight, type Membership, type Subscriber } from "../src/core/collapser.ts";
+import { encodeFrame, Status } from "../src/wire/grpc_wire.ts";
+import { collapseKey } from "../src/policy/key.ts";
+import { Policy } from "../src/policy/policy.ts";
+import { parsePolicy } from "../src/policy/policy_file.ts";
 import { METHOD, REQUEST_HEADERS } from "./_fixtures.ts";
-import { type ResponseEvent, statusEvent } from "../src/upstream.ts";
+import { type ResponseEvent, statusEvent } from "../src/backend/upstream.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixtures: a realistic unary call, as the proxy sees it.
@@ -43,7 +43,7 @@ const MESSAGE: ResponseEvent = {
 };
 const STATUS: ResponseEvent = statusEvent(Status.OK, "");
 
-/** Same as the proxy's own `sizeOf` (src/proxy.ts `eventBytes`, not exported). */
+/** Same as the proxy's own `sizeOf` (src/server/proxy.ts `eventBytes`, not exported). */
 const eventBytes = (event: ResponseEvent): number => event.type === "message" ? event.frame.byteLength : 128;
 
 function noop(): void {}

@@ -18,11 +18,11 @@
  * @module
  */
 
-import type { Role } from "../src/collapser.ts";
-import { Status } from "../src/grpc_wire.ts";
-import { HotKeys } from "../src/hot_keys.ts";
-import type { CallReport } from "../src/proxy.ts";
-import { StatusBoard } from "../src/status.ts";
+import type { Role } from "../src/core/collapser.ts";
+import { Status } from "../src/wire/grpc_wire.ts";
+import { HotKeys } from "../src/admin/hot_keys.ts";
+import type { CallReport } from "../src/server/proxy.ts";
+import { StatusBoard } from "../src/admin/status.ts";
 import { METHOD } from "./_fixtures.ts";
 
 // ---------------------------------------------------------------------------------------------------------

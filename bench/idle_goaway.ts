@@ -13,7 +13,7 @@
  *
  * - `proxy`: `main.ts` of this checkout. Unary calls go over the raw HTTP/2 channel (src/h2_channel.ts); one
  *   method is `--no-collapse`d, so its calls, like readiness checks, use the grpc-js channel
- *   (src/upstream.ts). Both sessions sit idle. `--ref REV` adds `proxy@REV`: main.ts as committed at REV
+ *   (src/backend/upstream.ts). Both sessions sit idle. `--ref REV` adds `proxy@REV`: main.ts as committed at REV
  *   (e.g. `HEAD`, the code before an uncommitted fix), from `git archive`; `--root DIR` adds `proxy@NAME`:
  *   main.ts of another checkout (a variant under trial).
  * - `h2`: an H2Channel that never closes an idle session (`idleTimeoutMs: Infinity`): the backend's GOAWAY
@@ -38,10 +38,10 @@ import * as http2 from "node:http2";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
 import { rawMethod } from "../examples/backend.ts";
-import { formatDuration, parseDuration } from "../src/duration.ts";
-import { H2Channel } from "../src/h2_channel.ts";
-import type { ResponseSink } from "../src/upstream.ts";
-import { Upstream } from "../src/upstream.ts";
+import { formatDuration, parseDuration } from "../src/util/duration.ts";
+import { H2Channel } from "../src/backend/h2_channel.ts";
+import type { ResponseSink } from "../src/backend/upstream.ts";
+import { Upstream } from "../src/backend/upstream.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const GET = "/bench.Idle/Get";

@@ -10,7 +10,7 @@
  */
 
 import { createHash, hash } from "node:crypto";
-import { collapseKey } from "../src/key.ts";
+import { collapseKey } from "../src/policy/key.ts";
 import { METHOD, REQUEST_HEADERS } from "./_fixtures.ts";
 
 /** Fills `bytes` with random data; getRandomValues takes at most 64 KiB at a time. */

@@ -14,7 +14,7 @@
  *
  * Besides RSS, each cycle records the cache's size as the proxy reports it (`collapser_cache_entries` and
  * `collapser_cache_bytes` on the admin port's /metrics), sampled every 250 ms during the cycle and once
- * after it, and checks the largest against the cache's bounds (src/ttl_cache.ts: 10,000 entries, 64 MiB).
+ * after it, and checks the largest against the cache's bounds (src/core/ttl_cache.ts: 10,000 entries, 64 MiB).
  * Peak RSS is the proxy's VmHWM, its largest resident set since it started; `--max-rss MB` fails the run
  * past that bound. Measured on 2 cores with Deno 2.8.3 (2026-11-29): peak 258 MB over 5 × 100,000 with the
  * default TTL, 316 MB over 1,000,000 with `--cache-ttl 10s` (cache full at 10,000 entries from the first
@@ -28,7 +28,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { DEFAULT_CACHE_MAX_BYTES, DEFAULT_CACHE_MAX_ENTRIES } from "../src/ttl_cache.ts";
+import { DEFAULT_CACHE_MAX_BYTES, DEFAULT_CACHE_MAX_ENTRIES } from "../src/core/ttl_cache.ts";
 import { runLoad } from "./loadgen.ts";
 
 const { values: flags } = parseArgs({

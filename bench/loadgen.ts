@@ -20,7 +20,7 @@
 import * as http2 from "node:http2";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
-import { parseDuration } from "../src/duration.ts";
+import { parseDuration } from "../src/util/duration.ts";
 
 /** How request keys are chosen. */
 export type KeyMode = "hot" | "unique" | "zipf";

@@ -43,7 +43,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
 import { type CollapserProcess, startCollapserProcess } from "../tests/_helpers.ts";
-import { parseDuration } from "../src/duration.ts";
+import { parseDuration } from "../src/util/duration.ts";
 import type { LoadResult } from "./loadgen.ts";
 
 const USAGE =

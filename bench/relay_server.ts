@@ -2,7 +2,7 @@
  * The runtime's ceiling for a proxy that has to call the backend: a bare `node:http2` relay on Deno that
  * forwards every call to the backend over one HTTP/2 session and relays the answer back (headers, DATA,
  * trailers), and nothing else: no key, no cache, no collapsing, no metrics, no logs, no deadlines. It uses
- * the same per-turn write batching as the proxy (src/cork.ts), so the gap between it and the proxy on
+ * the same per-turn write batching as the proxy (src/wire/cork.ts), so the gap between it and the proxy on
  * unique keys is what the proxy's own work costs, and the gap between it and nginx is the runtime's.
  *
  * Run it: `deno run -A bench/relay_server.ts --port 50061 --backend 127.0.0.1:50051`
@@ -13,7 +13,7 @@
 import * as http2 from "node:http2";
 import { parseArgs } from "node:util";
 import { type BareServer, listenBare } from "./_h2_server.ts";
-import { corkTurn } from "../src/cork.ts";
+import { corkTurn } from "../src/wire/cork.ts";
 
 /** A running relay. */
 export type RelayServer = BareServer;

@@ -23,7 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
 import { parseFlagsOrExit } from "./_cli.ts";
-import { parseDuration } from "../src/duration.ts";
+import { parseDuration } from "../src/util/duration.ts";
 
 /** Options for {@linkcode startBackend}. */
 export interface BackendOptions {

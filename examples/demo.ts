@@ -11,13 +11,13 @@
 
 import { parseArgs } from "node:util";
 import { parseFlagsOrExit } from "./_cli.ts";
-import { parseDuration } from "../src/duration.ts";
+import { parseDuration } from "../src/util/duration.ts";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
-import { serveAdmin } from "../src/admin.ts";
-import { Metrics } from "../src/metrics.ts";
-import { observers, Proxy } from "../src/proxy.ts";
-import { StatusBoard } from "../src/status.ts";
+import { serveAdmin } from "../src/admin/admin.ts";
+import { Metrics } from "../src/admin/metrics.ts";
+import { observers, Proxy } from "../src/server/proxy.ts";
+import { StatusBoard } from "../src/admin/status.ts";
 import { startBackend } from "./backend.ts";
 import { describe, herd } from "./client.ts";
 

@@ -13,7 +13,7 @@
  * not gRPC, INTERNAL for a malformed `grpc-timeout` or frame, UNIMPLEMENTED for an unknown encoding,
  * RESOURCE_EXHAUSTED over the size limit, the echo for a well-formed call), the case carries it, and a
  * different answer is reported as a problem. The expectation is computed by the library, independently of
- * `src/grpc_wire.ts`.
+ * `src/wire/grpc_wire.ts`.
  *
  * This file is the entry point (import from here) and holds the backend, {@linkcode generateCase} and the
  * batch runner; the rest is split by concern:

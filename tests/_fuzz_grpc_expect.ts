@@ -1,7 +1,7 @@
 /**
  * The oracle of the gRPC-level fuzz cases (see `tests/_fuzz_grpc.ts`): what the gRPC spec and the README say
  * the proxy must answer a complete request with, as far as the request alone decides it. The message framing
- * is decoded here from scratch, independently of `src/grpc_wire.ts`.
+ * is decoded here from scratch, independently of `src/wire/grpc_wire.ts`.
  *
  * @module
  */

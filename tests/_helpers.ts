@@ -6,7 +6,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { rawMethod } from "../examples/backend.ts";
-import { Proxy, type ProxyOptions } from "../src/proxy.ts";
+import { Proxy, type ProxyOptions } from "../src/server/proxy.ts";
 
 export const identity = (b: Buffer): Buffer => b;
 export const bytes = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));

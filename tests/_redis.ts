@@ -6,9 +6,9 @@
  */
 
 import { Buffer } from "node:buffer";
-import { Policy } from "../src/policy.ts";
-import { Proxy, type ProxyOptions } from "../src/proxy.ts";
-import { parseRedisUrl, type RedisConfig } from "../src/redis_config.ts";
+import { Policy } from "../src/policy/policy.ts";
+import { Proxy, type ProxyOptions } from "../src/server/proxy.ts";
+import { parseRedisUrl, type RedisConfig } from "../src/fleet/redis_config.ts";
 import { newClient, parse, type TestBackend, type TestHandlers } from "./_helpers.ts";
 
 /** A running redis-server. */

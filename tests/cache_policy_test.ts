@@ -7,9 +7,9 @@ import * as grpc from "@grpc/grpc-js";
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { Policy } from "../src/policy.ts";
-import { parsePolicy } from "../src/policy_file.ts";
-import type { CallReport } from "../src/proxy.ts";
+import { Policy } from "../src/policy/policy.ts";
+import { parsePolicy } from "../src/policy/policy_file.ts";
+import type { CallReport } from "../src/server/proxy.ts";
 import { bytes, gate, metadata, parse, startStack, unary, until } from "./_helpers.ts";
 
 const UNARY = "/test.Test/Unary";

@@ -1,6 +1,6 @@
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
-import { Collapser, type Flight, type Subscriber } from "../src/collapser.ts";
+import { Collapser, type Flight, type Subscriber } from "../src/core/collapser.ts";
 
 /** A subscriber that records what it got. */
 function recorder(): Subscriber<string> & { events: string[]; ended: number } {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../src/config.ts";
-import { redactCredentials } from "../src/config_view.ts";
-import { maskedRedisUrl } from "../src/redis_config.ts";
+import { ConfigError, parseConfig } from "../src/config/config.ts";
+import { redactCredentials } from "../src/config/config_view.ts";
+import { maskedRedisUrl } from "../src/fleet/redis_config.ts";
 
 function config(args: string[], env: Record<string, string> = {}) {
   const parsed = parseConfig(args, env);

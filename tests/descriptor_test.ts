@@ -11,8 +11,8 @@ import {
   type MethodInfo,
   methodsFromFileDescriptors,
   parseDescriptorSet,
-} from "../src/descriptor.ts";
-import { ProtobufError, ProtoReader, ProtoWriter } from "../src/protobuf.ts";
+} from "../src/policy/descriptor.ts";
+import { ProtobufError, ProtoReader, ProtoWriter } from "../src/wire/protobuf.ts";
 
 const info = (
   clientStreaming: boolean,

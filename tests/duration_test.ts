@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseDuration } from "../src/duration.ts";
+import { parseDuration } from "../src/util/duration.ts";
 
 Deno.test("parseDuration() reads Go-style durations", async (t) => {
   const ok: [string, number][] = [

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { startBackend } from "../examples/backend.ts";
 import { herd } from "../examples/client.ts";
-import { Proxy } from "../src/proxy.ts";
+import { Proxy } from "../src/server/proxy.ts";
 
 Deno.test("the example client's herd reaches the example backend once through the proxy", async () => {
   const backend = await startBackend({ delayMs: 20 });

@@ -127,10 +127,10 @@ async function replayAlone(port: number, first: number, count: number, uncaught:
 
 // Found by the fuzz above and by bench/fuzz.ts against the process (FUZZ_SEED=20261129 case 685: a unary call
 // with "x-run0-bin" set to 40,000 commas, which kills a fresh proxy alone; 2,500 are enough). The key
-// buffer in src/key.ts collapseKey() is sized by `bound`, which counts 3 bytes per character of a value; a
+// buffer in src/policy/key.ts collapseKey() is sized by `bound`, which counts 3 bytes per character of a value; a
 // `-bin` value is written by putBinary() as a 4-byte length per comma-separated part, so an empty part costs
 // 4 bytes against the 3 budgeted for its comma. Past the buffer, DataView.setUint32 throws a RangeError in
-// DownstreamCall.#decide (src/downstream_call.ts), inside the stream's "end" listener, where nothing catches
+// DownstreamCall.#decide (src/server/downstream_call.ts), inside the stream's "end" listener, where nothing catches
 // it: the process exits. The buffer only grows, so a process that once keyed a large header needs a longer
 // run. Comma-separated `-bin` values are how gRPC joins repeated binary metadata. Fixed in 2c55554.
 Deno.test("Proxy process survives a request whose -bin header is 3,000 commas, and keeps answering", async () => {
@@ -175,13 +175,13 @@ Deno.test("Proxy process survives a request whose -bin header is 3,000 commas, a
 // Found when the test above failed 1 run in 22 with RESOURCE_EXHAUSTED "Bandwidth exhausted or memory limit
 // exceeded": its unary call had been passed through (its END_STREAM came in a later read than its message,
 // so the proxy could not tell it from a stream: README "Which methods collapse"). On the passthrough path
-// requestMetadata() (src/upstream.ts) splits a comma-joined `-bin` value into one metadata value per part,
+// requestMetadata() (src/backend/upstream.ts) splits a comma-joined `-bin` value into one metadata value per part,
 // and grpc-js sends each as a header field of its own; from 127 values on, the backend refuses the header
 // list (RST_STREAM ENHANCE_YOUR_CALM, which grpc-js maps to RESOURCE_EXHAUSTED). Sent straight to the
 // backend, or collapsed (forwarded as it came), the same request succeeds. gRPC joins repeated binary
 // metadata with commas, so a caller with many values of one `-bin` key fails only through the proxy, and
 // only when its call is passed through (streams, --no-collapse methods, shadow mode, a late END_STREAM).
-// Fixed by joining `-bin` values back into one field (src/upstream.ts, joinedBinaryValues).
+// Fixed by joining `-bin` values back into one field (src/backend/upstream.ts, joinedBinaryValues).
 Deno.test("Proxy passes a call through with a -bin header of 200 comma-joined values, as the backend takes it directly", async () => {
   await using stack = await startStack();
   const http2 = await import("node:http2");
@@ -221,7 +221,7 @@ Deno.test("Proxy passes a call through with a -bin header of 200 comma-joined va
 });
 
 // Found by the fuzz above (FUZZ_SEED=20261129 case 1362: PUT, content-type application/grpc+json, a 65 KiB
-// body). A request that is not gRPC is answered 415 with END_STREAM by Proxy.#onStream (src/proxy.ts), which
+// body). A request that is not gRPC is answered 415 with END_STREAM by Proxy.#onStream (src/server/proxy.ts), which
 // then neither reads the rest of the request nor resets the stream; once the body outgrows the stream's
 // flow-control window (64 KiB) the client can never finish sending, so its stream never closes, and the
 // proxy holds the stream as long as the client does. gRPC errors drain the request instead

@@ -8,7 +8,7 @@ import {
   GrpcWireError,
   parseGrpcTimeout,
   Status,
-} from "../src/grpc_wire.ts";
+} from "../src/wire/grpc_wire.ts";
 
 Deno.test("FrameDecoder splits messages however the chunks fall", () => {
   const messages = [Buffer.from("a"), Buffer.alloc(0), Buffer.from("hello world"), Buffer.alloc(300, 7)];

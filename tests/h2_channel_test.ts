@@ -8,9 +8,9 @@ import * as http2 from "node:http2";
 import { Buffer } from "node:buffer";
 import { gzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
-import { H2Channel, plainAuthority, statusForHttp } from "../src/h2_channel.ts";
-import { Status } from "../src/grpc_wire.ts";
-import type { ResponseEvent, StatusEvent } from "../src/upstream.ts";
+import { H2Channel, plainAuthority, statusForHttp } from "../src/backend/h2_channel.ts";
+import { Status } from "../src/wire/grpc_wire.ts";
+import type { ResponseEvent, StatusEvent } from "../src/backend/upstream.ts";
 import { frame, parse, startTestBackend, until } from "./_helpers.ts";
 
 /** Runs one call to its status; returns every event. */

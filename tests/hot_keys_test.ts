@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import type { Role } from "../src/collapser.ts";
-import { type HotKey, HotKeys, KEY_PREFIX_LENGTH } from "../src/hot_keys.ts";
+import type { Role } from "../src/core/collapser.ts";
+import { type HotKey, HotKeys, KEY_PREFIX_LENGTH } from "../src/admin/hot_keys.ts";
 
 const METHOD = "/inventory.v1.InventoryService/GetItem";
 

@@ -9,9 +9,9 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { H2Channel } from "../src/h2_channel.ts";
-import { Status } from "../src/grpc_wire.ts";
-import { Proxy } from "../src/proxy.ts";
+import { H2Channel } from "../src/backend/h2_channel.ts";
+import { Status } from "../src/wire/grpc_wire.ts";
+import { Proxy } from "../src/server/proxy.ts";
 import { bytes, gate, identity, newClient, parse, TEST_SERVICE, unary, until } from "./_helpers.ts";
 
 const UNARY = "/test.Test/Unary";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { IncomingHttpHeaders } from "node:http2";
-import { collapseKey, headerName, KeyFilter } from "../src/key.ts";
+import { collapseKey, headerName, KeyFilter } from "../src/policy/key.ts";
 
 /** Headers as node:http2 hands them over: pseudo-headers, transport headers, then the caller's metadata. */
 function request(metadata: Record<string, string> = {}): IncomingHttpHeaders {

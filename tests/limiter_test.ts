@@ -2,8 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { Limiter } from "../src/limiter.ts";
-import { Policy } from "../src/policy.ts";
+import { Limiter } from "../src/backend/limiter.ts";
+import { Policy } from "../src/policy/policy.ts";
 import { bytes, gate, identity, metadata, parse, startStack, unary, until } from "./_helpers.ts";
 
 Deno.test("Limiter grants N slots, queues the rest in arrival order, and sheds past the queue", () => {

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { resetSync } from "@logtape/logtape";
 import assert from "node:assert/strict";
-import { jsonLine, setupLogging } from "../src/log.ts";
+import { jsonLine, setupLogging } from "../src/util/log.ts";
 import { bytes, startStack, unary } from "./_helpers.ts";
 
 Deno.test("Logs are JSON lines: one per call at debug, none per call at info, backend errors at warn", async (t) => {

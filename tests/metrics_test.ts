@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { MethodLabels, Metrics } from "../src/metrics.ts";
-import { Status } from "../src/grpc_wire.ts";
-import { Proxy } from "../src/proxy.ts";
+import { MethodLabels, Metrics } from "../src/admin/metrics.ts";
+import { Status } from "../src/wire/grpc_wire.ts";
+import { Proxy } from "../src/server/proxy.ts";
 import { bytes, gate, identity, newClient, startTestBackend, unary, until } from "./_helpers.ts";
 
 /** The value of one sample line, e.g. `collapser_requests_total{method="/a",outcome="leader",code="OK"}`. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { MethodInfo } from "../src/descriptor.ts";
-import { Status } from "../src/grpc_wire.ts";
+import type { MethodInfo } from "../src/policy/descriptor.ts";
+import { Status } from "../src/wire/grpc_wire.ts";
 import {
   methodGlob,
   type MethodPatterns,
@@ -8,8 +8,8 @@ import {
   PatternError,
   Policy,
   type PolicyRule,
-} from "../src/policy.ts";
-import { NEVER_CACHED, parsePolicy, PolicyFileError } from "../src/policy_file.ts";
+} from "../src/policy/policy.ts";
+import { NEVER_CACHED, parsePolicy, PolicyFileError } from "../src/policy/policy_file.ts";
 
 /** A policy file rule as parsePolicy would build it. */
 function rule(method: string, fields: Omit<PolicyRule, "method" | "matches"> = {}): PolicyRule {

@@ -8,7 +8,7 @@ import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { gzipSync } from "node:zlib";
-import { Proxy } from "../src/proxy.ts";
+import { Proxy } from "../src/server/proxy.ts";
 import {
   bytes,
   frame,

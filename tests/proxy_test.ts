@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { Proxy } from "../src/proxy.ts";
+import { Proxy } from "../src/server/proxy.ts";
 import {
   bytes,
   frame,

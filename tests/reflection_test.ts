@@ -12,9 +12,9 @@ import * as grpc from "@grpc/grpc-js";
 // Inline until deno.json "imports" has them; then "@grpc/proto-loader" and "@grpc/reflection".
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { parseDescriptorSet } from "../src/descriptor.ts";
-import { ProtoWriter } from "../src/protobuf.ts";
-import { fetchReflection, ReflectionError } from "../src/reflection.ts";
+import { parseDescriptorSet } from "../src/policy/descriptor.ts";
+import { ProtoWriter } from "../src/wire/protobuf.ts";
+import { fetchReflection, ReflectionError } from "../src/policy/reflection.ts";
 
 const V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 const V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";

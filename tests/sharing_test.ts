@@ -8,10 +8,10 @@ import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { Policy } from "../src/policy.ts";
-import { parsePolicy } from "../src/policy_file.ts";
-import { methodPatterns } from "../src/policy.ts";
-import { PolicySource } from "../src/policy_source.ts";
+import { Policy } from "../src/policy/policy.ts";
+import { parsePolicy } from "../src/policy/policy_file.ts";
+import { methodPatterns } from "../src/policy/policy.ts";
+import { PolicySource } from "../src/policy/policy_source.ts";
 import {
   bytes,
   frame,
@@ -26,7 +26,7 @@ import {
   unary,
   until,
 } from "./_helpers.ts";
-import { Proxy } from "../src/proxy.ts";
+import { Proxy } from "../src/server/proxy.ts";
 
 const UNARY = "/test.Test/Unary";
 const ECHO_INITIAL = "x-grpc-test-echo-initial";

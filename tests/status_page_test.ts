@@ -10,7 +10,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import type { StatusSnapshot } from "../src/status.ts";
+import type { StatusSnapshot } from "../src/admin/status.ts";
 import { admin, metadata, newClient, startCollapserProcess, startTestBackend, unary } from "./_helpers.ts";
 
 const CARD = "4111-1111-1111-1111";

@@ -5,11 +5,11 @@
 
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
-import type { CollapserStats } from "../src/collapser.ts";
-import { Status } from "../src/grpc_wire.ts";
-import type { CallReport, Outcome, ProxyStats } from "../src/proxy.ts";
-import { StatusBoard, type StatusSource } from "../src/status.ts";
-import { VERSION } from "../src/version.ts";
+import type { CollapserStats } from "../src/core/collapser.ts";
+import { Status } from "../src/wire/grpc_wire.ts";
+import type { CallReport, Outcome, ProxyStats } from "../src/server/proxy.ts";
+import { StatusBoard, type StatusSource } from "../src/admin/status.ts";
+import { VERSION } from "../src/util/version.ts";
 
 const METHOD = "/inventory.v1.InventoryService/GetItem";
 const KEY_A = "a1b2c3d4e5f6".padEnd(64, "0");

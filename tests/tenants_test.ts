@@ -19,8 +19,8 @@ import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { isDeepStrictEqual } from "node:util";
-import { Policy } from "../src/policy.ts";
-import type { ProxyOptions } from "../src/proxy.ts";
+import { Policy } from "../src/policy/policy.ts";
+import type { ProxyOptions } from "../src/server/proxy.ts";
 import { parseSeed, Rng } from "./_fuzz.ts";
 import { bytes, newClient, startStack, unary } from "./_helpers.ts";
 

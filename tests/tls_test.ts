@@ -7,8 +7,8 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { Proxy, type ProxyOptions } from "../src/proxy.ts";
-import { type ClientTlsFiles, loadClientTls, loadServerTls } from "../src/tls.ts";
+import { Proxy, type ProxyOptions } from "../src/server/proxy.ts";
+import { type ClientTlsFiles, loadClientTls, loadServerTls } from "../src/wire/tls.ts";
 import {
   bytes,
   gate,

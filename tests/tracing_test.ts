@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { formatTraceparent, parseTraceparent } from "../src/tracing.ts";
+import { formatTraceparent, parseTraceparent } from "../src/wire/tracing.ts";
 import {
   bytes,
   gate,

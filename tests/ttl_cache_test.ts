@@ -1,6 +1,6 @@
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
-import { TtlCache } from "../src/ttl_cache.ts";
+import { TtlCache } from "../src/core/ttl_cache.ts";
 
 Deno.test("TtlCache expires entries by the given clock and evicts the oldest for room", async (t) => {
   const clock = FakeTimers.createClock();

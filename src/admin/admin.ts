@@ -6,7 +6,7 @@
  */
 
 import type { Metrics } from "./metrics.ts";
-import type { Proxy } from "./proxy.ts";
+import type { Proxy } from "../server/proxy.ts";
 import { type StatusBoard, type StatusSnapshot, statusSource } from "./status.ts";
 import { STATUS_PAGE_HTML } from "./status_page.ts";
 

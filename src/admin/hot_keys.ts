@@ -18,7 +18,7 @@
  * @module
  */
 
-import type { Role } from "./collapser.ts";
+import type { Role } from "../core/collapser.ts";
 
 /** Default number of counters per window. */
 export const DEFAULT_HOT_KEY_CAPACITY = 1_000;

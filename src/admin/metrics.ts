@@ -5,11 +5,11 @@
  */
 
 import client from "prom-client";
-import type { CollapserStats } from "./collapser.ts";
-import { Status, type StatusCode } from "./grpc_wire.ts";
-import type { BackendCallReport } from "./backend_calls.ts";
-import type { CallReport, ProxyObserver, ProxyStats } from "./proxy.ts";
-import type { TierStats } from "./shared_tier.ts";
+import type { CollapserStats } from "../core/collapser.ts";
+import { Status, type StatusCode } from "../wire/grpc_wire.ts";
+import type { BackendCallReport } from "../backend/backend_calls.ts";
+import type { CallReport, ProxyObserver, ProxyStats } from "../server/proxy.ts";
+import type { TierStats } from "../fleet/shared_tier.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */
 export const DEFAULT_MAX_METHOD_LABELS = 200;

@@ -11,12 +11,12 @@
  * @module
  */
 
-import type { BackendCallReport } from "./backend_calls.ts";
-import type { CollapserStats } from "./collapser.ts";
+import type { BackendCallReport } from "../backend/backend_calls.ts";
+import type { CollapserStats } from "../core/collapser.ts";
 import { type HotKey, HotKeys, KEY_PREFIX_LENGTH } from "./hot_keys.ts";
-import type { CallReport, Proxy, ProxyObserver, ProxyStats } from "./proxy.ts";
-import type { TierStats } from "./shared_tier.ts";
-import { VERSION } from "./version.ts";
+import type { CallReport, Proxy, ProxyObserver, ProxyStats } from "../server/proxy.ts";
+import type { TierStats } from "../fleet/shared_tier.ts";
+import { VERSION } from "../util/version.ts";
 
 /** `GET /status.json`, field by field in the README ("Status page"). */
 export interface StatusSnapshot {

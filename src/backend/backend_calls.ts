@@ -7,15 +7,15 @@
  */
 
 import type * as http2 from "node:http2";
-import type { Collapser, FinishOptions, Flight } from "./collapser.ts";
-import { formatDuration } from "./duration.ts";
-import { Status, type StatusCode } from "./grpc_wire.ts";
+import type { Collapser, FinishOptions, Flight } from "../core/collapser.ts";
+import { formatDuration } from "../util/duration.ts";
+import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { H2Channel, plainAuthority } from "./h2_channel.ts";
-import { log } from "./log.ts";
-import type { MethodPolicy } from "./policy.ts";
+import { log } from "../util/log.ts";
+import type { MethodPolicy } from "../policy/policy.ts";
 import { Limiter, type LimiterOptions } from "./limiter.ts";
-import type { ClientTls } from "./tls.ts";
-import { startBackendSpan } from "./tracing.ts";
+import type { ClientTls } from "../wire/tls.ts";
+import { startBackendSpan } from "../wire/tracing.ts";
 import {
   requestMetadata,
   type ResponseEvent,

@@ -37,10 +37,10 @@ import {
   GrpcWireError,
   Status,
   type StatusCode,
-} from "./grpc_wire.ts";
-import { log } from "./log.ts";
-import type { ClientTls } from "./tls.ts";
-import { corkTurn } from "./cork.ts";
+} from "../wire/grpc_wire.ts";
+import { log } from "../util/log.ts";
+import type { ClientTls } from "../wire/tls.ts";
+import { corkTurn } from "../wire/cork.ts";
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
   RESPONSE_HOP_HEADERS,

@@ -11,8 +11,8 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
 import { checkServerIdentity } from "node:tls";
-import { encodeFrame, encodeGrpcMessage, type StatusCode } from "./grpc_wire.ts";
-import type { ClientTls } from "./tls.ts";
+import { encodeFrame, encodeGrpcMessage, type StatusCode } from "../wire/grpc_wire.ts";
+import type { ClientTls } from "../wire/tls.ts";
 
 /** The last part of a gRPC response. */
 export interface StatusEvent {

@@ -6,13 +6,13 @@
 
 import { parseArgs } from "node:util";
 import { DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT } from "./usage.ts";
-import { parseDuration } from "./duration.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "./grpc_wire.ts";
-import { DEFAULT_KEY_HEADERS, headerName, ignoredHeaderName } from "./key.ts";
-import { LOG_LEVELS, type ProxyLogLevel } from "./log.ts";
-import { type MethodPatterns, methodPatterns } from "./policy.ts";
-import type { ClientTlsFiles, ServerTlsFiles } from "./tls.ts";
-import { DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, type LimiterOptions } from "./limiter.ts";
+import { parseDuration } from "../util/duration.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../wire/grpc_wire.ts";
+import { DEFAULT_KEY_HEADERS, headerName, ignoredHeaderName } from "../policy/key.ts";
+import { LOG_LEVELS, type ProxyLogLevel } from "../util/log.ts";
+import { type MethodPatterns, methodPatterns } from "../policy/policy.ts";
+import type { ClientTlsFiles, ServerTlsFiles } from "../wire/tls.ts";
+import { DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, type LimiterOptions } from "../backend/limiter.ts";
 import {
   DEFAULT_REDIS_LOCK_TTL_MS,
   DEFAULT_REDIS_MAX_BYTES,
@@ -20,7 +20,7 @@ import {
   DEFAULT_REDIS_TIMEOUT_MS,
   parseRedisUrl,
   type RedisConfig,
-} from "./redis_config.ts";
+} from "../fleet/redis_config.ts";
 
 /** Default bound on one backend call: 10 s. */
 export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;

@@ -6,9 +6,9 @@
  */
 
 import type { Config } from "./config.ts";
-import { formatDuration } from "./duration.ts";
-import type { Policy, PolicyDefaults } from "./policy.ts";
-import { maskedRedisUrl } from "./redis_config.ts";
+import { formatDuration } from "../util/duration.ts";
+import type { Policy, PolicyDefaults } from "../policy/policy.ts";
+import { maskedRedisUrl } from "../fleet/redis_config.ts";
 
 /**
  * The configuration as the start-up log and the status page show it: durations formatted, patterns as

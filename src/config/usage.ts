@@ -4,8 +4,8 @@
  * @module
  */
 
-import { DEFAULT_MAX_QUEUE } from "./limiter.ts";
-import { DEFAULT_REDIS_MAX_BYTES, DEFAULT_REDIS_PREFIX } from "./redis_config.ts";
+import { DEFAULT_MAX_QUEUE } from "../backend/limiter.ts";
+import { DEFAULT_REDIS_MAX_BYTES, DEFAULT_REDIS_PREFIX } from "../fleet/redis_config.ts";
 
 /** Default port of the gRPC listener. */
 export const DEFAULT_GRPC_PORT = 50052;

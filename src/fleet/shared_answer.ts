@@ -13,8 +13,8 @@
  */
 
 import type { OutgoingHttpHeaders } from "node:http2";
-import type { StatusCode } from "./grpc_wire.ts";
-import type { ResponseEvent } from "./upstream.ts";
+import type { StatusCode } from "../wire/grpc_wire.ts";
+import type { ResponseEvent } from "../backend/upstream.ts";
 
 interface Head {
   /** Response headers; null for a trailers-only answer. */

@@ -25,13 +25,13 @@
  * @module
  */
 
-import type { FinishOptions, Flight } from "./collapser.ts";
-import { Status } from "./grpc_wire.ts";
-import { log } from "./log.ts";
-import type { LeadRequest } from "./backend_calls.ts";
+import type { FinishOptions, Flight } from "../core/collapser.ts";
+import { Status } from "../wire/grpc_wire.ts";
+import { log } from "../util/log.ts";
+import type { LeadRequest } from "../backend/backend_calls.ts";
 import { decodeAnswer, encodeAnswer } from "./shared_answer.ts";
-import { type ResponseEvent, statusEvent } from "./upstream.ts";
-import { retention, STALE_IF } from "./backend_calls.ts";
+import { type ResponseEvent, statusEvent } from "../backend/upstream.ts";
+import { retention, STALE_IF } from "../backend/backend_calls.ts";
 
 /** What one round trip for a key found. */
 export type Lookup =

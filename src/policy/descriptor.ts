@@ -11,7 +11,7 @@
  * @module
  */
 
-import { ProtobufError, ProtoReader } from "./protobuf.ts";
+import { ProtobufError, ProtoReader } from "../wire/protobuf.ts";
 
 /** A method's `idempotency_level` option (google.protobuf.MethodOptions.IdempotencyLevel). */
 export type Idempotency = "IDEMPOTENCY_UNKNOWN" | "NO_SIDE_EFFECTS" | "IDEMPOTENT";

@@ -9,8 +9,8 @@
  */
 
 import type { MethodCatalog, MethodInfo } from "./descriptor.ts";
-import type { FinishOptions, JoinOptions } from "./collapser.ts";
-import { type StatusCode } from "./grpc_wire.ts";
+import type { FinishOptions, JoinOptions } from "../core/collapser.ts";
+import { type StatusCode } from "../wire/grpc_wire.ts";
 import { KeyFilter } from "./key.ts";
 
 /** What one method's calls get. Immutable; shared by every call of the method. */

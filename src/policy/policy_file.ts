@@ -18,8 +18,8 @@
  */
 
 import { parse as parseYaml } from "yaml";
-import { parseDuration } from "./duration.ts";
-import { Status, type StatusCode } from "./grpc_wire.ts";
+import { parseDuration } from "../util/duration.ts";
+import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { headerName, ignoredHeaderName } from "./key.ts";
 import { methodGlob, type PolicyRule } from "./policy.ts";
 

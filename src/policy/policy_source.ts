@@ -9,7 +9,7 @@ import { loadDescriptorSetFile, type MethodCatalog, type MethodInfo } from "./de
 import { Policy, type PolicyDefaults, type PolicyRule } from "./policy.ts";
 import { loadPolicyFile } from "./policy_file.ts";
 import { fetchReflection, ReflectionError } from "./reflection.ts";
-import { log } from "./log.ts";
+import { log } from "../util/log.ts";
 
 /** The files and services a policy is read from; each is optional. */
 export interface PolicySources {

@@ -21,7 +21,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { type MethodInfo, methodsFromFileDescriptors } from "./descriptor.ts";
-import { ProtoReader, ProtoWriter } from "./protobuf.ts";
+import { ProtoReader, ProtoWriter } from "../wire/protobuf.ts";
 
 /** Default bound on the whole reflection exchange, in ms. */
 export const DEFAULT_REFLECTION_TIMEOUT_MS = 5_000;

@@ -8,24 +8,24 @@
 
 import type * as http2 from "node:http2";
 import type { SpanContext } from "@opentelemetry/api";
-import { retention } from "./backend_calls.ts";
-import type { Membership, Role } from "./collapser.ts";
-import { corkTurn } from "./cork.ts";
-import { encodeFrame, FrameDecoder, GrpcWireError, parseGrpcTimeout, Status } from "./grpc_wire.ts";
-import { collapseKey } from "./key.ts";
-import { log } from "./log.ts";
-import { ProtoReader, WireType } from "./protobuf.ts";
-import type { MethodPolicy } from "./policy.ts";
+import { retention } from "../backend/backend_calls.ts";
+import type { Membership, Role } from "../core/collapser.ts";
+import { corkTurn } from "../wire/cork.ts";
+import { encodeFrame, FrameDecoder, GrpcWireError, parseGrpcTimeout, Status } from "../wire/grpc_wire.ts";
+import { collapseKey } from "../policy/key.ts";
+import { log } from "../util/log.ts";
+import { ProtoReader, WireType } from "../wire/protobuf.ts";
+import type { MethodPolicy } from "../policy/policy.ts";
 import type { Outcome, Proxy } from "./proxy.ts";
-import type { ShadowEntry } from "./shadow.ts";
-import { recordSharedCall, TRACING_ENABLED } from "./tracing.ts";
+import type { ShadowEntry } from "../core/shadow.ts";
+import { recordSharedCall, TRACING_ENABLED } from "../wire/tracing.ts";
 import {
   type ResponseEvent,
   single,
   type StatusEvent,
   statusEvent,
   type UpstreamStream,
-} from "./upstream.ts";
+} from "../backend/upstream.ts";
 
 /** The standard gRPC health check method, answered by the proxy itself for the empty service name. */
 export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";

@@ -11,19 +11,19 @@
 
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { type BackendCallReport, BackendCalls, type BackendStats } from "./backend_calls.ts";
-import type { LimiterOptions } from "./limiter.ts";
-import { Collapser, type Role } from "./collapser.ts";
-import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "./config.ts";
+import { type BackendCallReport, BackendCalls, type BackendStats } from "../backend/backend_calls.ts";
+import type { LimiterOptions } from "../backend/limiter.ts";
+import { Collapser, type Role } from "../core/collapser.ts";
+import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "../config/config.ts";
 import { DownstreamCall } from "./downstream_call.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status, type StatusCode } from "./grpc_wire.ts";
-import { log } from "./log.ts";
-import { Policy } from "./policy.ts";
-import { ShadowLedger } from "./shadow.ts";
-import { type ClientTls, peerIdentity, type ServerTls } from "./tls.ts";
-import type { ResponseEvent, Upstream } from "./upstream.ts";
-import type { RedisConfig } from "./redis_config.ts";
-import { SharedTier } from "./shared_tier.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status, type StatusCode } from "../wire/grpc_wire.ts";
+import { log } from "../util/log.ts";
+import { Policy } from "../policy/policy.ts";
+import { ShadowLedger } from "../core/shadow.ts";
+import { type ClientTls, peerIdentity, type ServerTls } from "../wire/tls.ts";
+import type { ResponseEvent, Upstream } from "../backend/upstream.ts";
+import type { RedisConfig } from "../fleet/redis_config.ts";
+import { SharedTier } from "../fleet/shared_tier.ts";
 import { createHash } from "node:crypto";
 
 /** How a call was served, for logs and metrics. */
@@ -255,7 +255,7 @@ export class Proxy {
     const redis = options.redis;
     if (redis !== undefined) {
       // Loaded only when asked for: without --redis no Redis code runs.
-      const { openRedisLink } = await import("./redis_link.ts");
+      const { openRedisLink } = await import("../fleet/redis_link.ts");
       proxy.tier = new SharedTier(openRedisLink(redis), {
         prefix: redis.prefix,
         // Pub/sub ignores the database number, and two services can have methods of the same name: a fleet

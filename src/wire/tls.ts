@@ -9,7 +9,7 @@
  */
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { log } from "./log.ts";
+import { log } from "../util/log.ts";
 
 /** A certificate or key file that cannot be used; the message names the file and says why. */
 export class TlsError extends Error {
