@@ -18,7 +18,7 @@ import { collapseKey } from "../src/policy/key.ts";
 import { Policy } from "../src/policy/policy.ts";
 import { parsePolicy } from "../src/policy/policy_file.ts";
 import { METHOD, REQUEST_HEADERS } from "./_fixtures.ts";
-import { type ResponseEvent, statusEvent } from "../src/backend/upstream.ts";
+import { type ResponseEvent, statusEvent } from "../src/wire/response.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixtures: a realistic unary call, as the proxy sees it.

@@ -21,7 +21,7 @@
 import type { Role } from "../src/core/collapser.ts";
 import { Status } from "../src/wire/grpc_wire.ts";
 import { HotKeys } from "../src/admin/hot_keys.ts";
-import type { CallReport } from "../src/server/proxy.ts";
+import type { CallReport } from "../src/server/observer.ts";
 import { StatusBoard } from "../src/admin/status.ts";
 import { METHOD } from "./_fixtures.ts";
 

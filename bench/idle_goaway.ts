@@ -40,7 +40,7 @@ import { parseArgs } from "node:util";
 import { rawMethod } from "../examples/backend.ts";
 import { formatDuration, parseDuration } from "../src/util/duration.ts";
 import { H2Channel } from "../src/backend/h2_channel.ts";
-import type { ResponseSink } from "../src/backend/upstream.ts";
+import type { ResponseSink } from "../src/wire/response.ts";
 import { Upstream } from "../src/backend/upstream.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Policy } from "../src/policy/policy.ts";
 import { parsePolicy } from "../src/policy/policy_file.ts";
-import type { CallReport } from "../src/server/proxy.ts";
+import type { CallReport } from "../src/server/observer.ts";
 import { bytes, gate, metadata, parse, startStack, unary, until } from "./_helpers.ts";
 
 const UNARY = "/test.Test/Unary";

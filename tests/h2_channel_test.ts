@@ -10,7 +10,7 @@ import { gzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { H2Channel, plainAuthority, statusForHttp } from "../src/backend/h2_channel.ts";
 import { Status } from "../src/wire/grpc_wire.ts";
-import type { ResponseEvent, StatusEvent } from "../src/backend/upstream.ts";
+import type { ResponseEvent, StatusEvent } from "../src/wire/response.ts";
 import { frame, parse, startTestBackend, until } from "./_helpers.ts";
 
 /** Runs one call to its status; returns every event. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { decodeAnswer, encodeAnswer } from "../src/fleet/shared_answer.ts";
-import type { ResponseEvent } from "../src/backend/upstream.ts";
+import type { ResponseEvent } from "../src/wire/response.ts";
 
 const frame = (text: string) => new TextEncoder().encode(`\0\0\0\0${text}`);
 

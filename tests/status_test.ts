@@ -7,7 +7,8 @@ import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
 import type { CollapserStats } from "../src/core/collapser.ts";
 import { Status } from "../src/wire/grpc_wire.ts";
-import type { CallReport, Outcome, ProxyStats } from "../src/server/proxy.ts";
+import type { ProxyStats } from "../src/server/proxy.ts";
+import type { CallReport, Outcome } from "../src/server/observer.ts";
 import { StatusBoard, type StatusSource } from "../src/admin/status.ts";
 import { VERSION } from "../src/util/version.ts";
 

@@ -8,7 +8,8 @@ import client from "prom-client";
 import type { CollapserStats } from "../core/collapser.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import type { BackendCallReport } from "../backend/backend_calls.ts";
-import type { CallReport, ProxyObserver, ProxyStats } from "../server/proxy.ts";
+import type { ProxyStats } from "../server/proxy.ts";
+import type { CallReport, ProxyObserver } from "../server/observer.ts";
 import type { TierStats } from "../fleet/shared_tier.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */

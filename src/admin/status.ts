@@ -14,7 +14,8 @@
 import type { BackendCallReport } from "../backend/backend_calls.ts";
 import type { CollapserStats } from "../core/collapser.ts";
 import { type HotKey, HotKeys, KEY_PREFIX_LENGTH } from "./hot_keys.ts";
-import type { CallReport, Proxy, ProxyObserver, ProxyStats } from "../server/proxy.ts";
+import type { Proxy, ProxyStats } from "../server/proxy.ts";
+import type { CallReport, ProxyObserver } from "../server/observer.ts";
 import type { TierStats } from "../fleet/shared_tier.ts";
 import { VERSION } from "../util/version.ts";
 

@@ -7,24 +7,26 @@
  */
 
 import type * as http2 from "node:http2";
-import type { Collapser, FinishOptions, Flight } from "../core/collapser.ts";
+import type { Collapser, Flight } from "../core/collapser.ts";
 import { formatDuration } from "../util/duration.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { H2Channel, plainAuthority } from "./h2_channel.ts";
 import { log } from "../util/log.ts";
-import type { MethodPolicy } from "../policy/policy.ts";
+import { type LeadRequest, NOT_CACHED, retention, STALE_HEADER, STALE_IF } from "../policy/retention.ts";
 import { Limiter, type LimiterOptions } from "./limiter.ts";
 import type { ClientTls } from "../wire/tls.ts";
 import { startBackendSpan } from "../wire/tracing.ts";
+import { requestMetadata, Upstream } from "./upstream.ts";
 import {
-  requestMetadata,
   type ResponseEvent,
   type StatusEvent,
   statusEvent,
-  Upstream,
   type UpstreamCall,
   type UpstreamStream,
-} from "./upstream.ts";
+} from "../wire/response.ts";
+
+/** Default bound on one collapsed backend call: 10 s. */
+export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;
 
 /** Statuses that mean the backend failed (rather than answered no): logged at warn. */
 const BACKEND_FAILURES: ReadonlySet<StatusCode> = new Set([
@@ -35,24 +37,6 @@ const BACKEND_FAILURES: ReadonlySet<StatusCode> = new Set([
   Status.UNAVAILABLE,
   Status.DATA_LOSS,
 ]);
-
-/** Failures after which a stale answer may stand in (stale-if-error): the backend could not answer now. */
-export const STALE_IF: ReadonlySet<StatusCode> = new Set([
-  Status.UNAVAILABLE,
-  Status.DEADLINE_EXCEEDED,
-  Status.RESOURCE_EXHAUSTED,
-]);
-
-/** The response header that marks an answer served stale because the backend failed. */
-export const STALE_HEADER = "x-collapser-stale";
-
-const NOT_CACHED: FinishOptions = Object.freeze({ cache: false });
-
-/** How a flight that ended with `code` is kept, under `policy`. */
-export function retention(policy: MethodPolicy, code: StatusCode): FinishOptions {
-  if (code === Status.OK) return policy.keepOk;
-  return policy.cacheErrors.has(code) ? policy.keepError : NOT_CACHED;
-}
 
 /** One finished backend call. */
 export interface BackendCallReport {
@@ -93,15 +77,6 @@ export interface BackendCallsOptions {
   tls?: ClientTls;
   /** Bound on backend calls at once (collapsed and passed through), with its queue. @default {no bound} */
   limit?: LimiterOptions;
-}
-
-/** One collapsible request: what the leader's backend call is made of. */
-export interface LeadRequest {
-  readonly method: string;
-  readonly message: Uint8Array;
-  readonly headers: http2.IncomingHttpHeaders;
-  readonly key: string;
-  readonly policy: MethodPolicy;
 }
 
 /** The backend clients and the calls made through them. */

@@ -41,15 +41,15 @@ import {
 import { log } from "../util/log.ts";
 import type { ClientTls } from "../wire/tls.ts";
 import { corkTurn } from "../wire/cork.ts";
+import { DEFAULT_IDLE_TIMEOUT_MS } from "./upstream.ts";
 import {
-  DEFAULT_IDLE_TIMEOUT_MS,
   RESPONSE_HOP_HEADERS,
   type ResponseSink,
   single,
   statusEvent,
   type UpstreamCall,
   withoutHopHeaders,
-} from "./upstream.ts";
+} from "../wire/response.ts";
 
 const {
   NGHTTP2_FLAG_END_STREAM: END_STREAM,

@@ -21,15 +21,13 @@ import {
   parseRedisUrl,
   type RedisConfig,
 } from "../fleet/redis_config.ts";
+import { DEFAULT_BACKEND_TIMEOUT_MS } from "../backend/backend_calls.ts";
+import { DEFAULT_CACHE_TTL_MS } from "../core/collapser.ts";
 
-/** Default bound on one backend call: 10 s. */
-export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;
 /** Default bound on draining at shutdown: 30 s. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 /** Default number of keys the status page tracks as hot. */
 export const DEFAULT_HOT_KEYS = 1_000;
-/** Default TTL of cached answers: 100 ms. */
-export const DEFAULT_CACHE_DURATION_MS = 100;
 
 /** Longest delay a timer can wait (setTimeout fires at once past 2^31 - 1 ms, about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -374,7 +372,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       host: pick("host", "GRPC_HOST")?.value ?? "0.0.0.0",
       port: port("port", "GRPC_PORT", DEFAULT_GRPC_PORT),
       metricsPort: port("metrics-port", "METRICS_PORT", DEFAULT_METRICS_PORT),
-      cacheTtlMs: duration("cache-ttl", "COLLAPSER_CACHE_DURATION", DEFAULT_CACHE_DURATION_MS, true),
+      cacheTtlMs: duration("cache-ttl", "COLLAPSER_CACHE_DURATION", DEFAULT_CACHE_TTL_MS, true),
       backendTimeoutMs: duration("backend-timeout", "BACKEND_TIMEOUT", DEFAULT_BACKEND_TIMEOUT_MS, false),
       keyHeaders,
       ignoreHeaders,

@@ -14,7 +14,7 @@
 
 import type { OutgoingHttpHeaders } from "node:http2";
 import type { StatusCode } from "../wire/grpc_wire.ts";
-import type { ResponseEvent } from "../backend/upstream.ts";
+import type { ResponseEvent } from "../wire/response.ts";
 
 interface Head {
   /** Response headers; null for a trailers-only answer. */

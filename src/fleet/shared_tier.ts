@@ -28,10 +28,9 @@
 import type { FinishOptions, Flight } from "../core/collapser.ts";
 import { Status } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
-import type { LeadRequest } from "../backend/backend_calls.ts";
 import { decodeAnswer, encodeAnswer } from "./shared_answer.ts";
-import { type ResponseEvent, statusEvent } from "../backend/upstream.ts";
-import { retention, STALE_IF } from "../backend/backend_calls.ts";
+import { type ResponseEvent, statusEvent } from "../wire/response.ts";
+import { type LeadRequest, retention, STALE_IF } from "../policy/retention.ts";
 
 /** What one round trip for a key found. */
 export type Lookup =

@@ -13,7 +13,7 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http2";
-import { HOP_HEADERS } from "../backend/upstream.ts";
+import { HOP_HEADERS } from "../wire/response.ts";
 
 /** Metadata always in the key, whatever is ignored: callers with different credentials never share. */
 export const DEFAULT_KEY_HEADERS: readonly string[] = ["authorization"];

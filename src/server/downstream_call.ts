@@ -8,16 +8,18 @@
 
 import type * as http2 from "node:http2";
 import type { SpanContext } from "@opentelemetry/api";
-import { retention } from "../backend/backend_calls.ts";
-import type { Membership, Role } from "../core/collapser.ts";
+import { retention } from "../policy/retention.ts";
+import type { BackendCalls } from "../backend/backend_calls.ts";
+import type { Collapser, Membership, Role } from "../core/collapser.ts";
 import { corkTurn } from "../wire/cork.ts";
 import { encodeFrame, FrameDecoder, GrpcWireError, parseGrpcTimeout, Status } from "../wire/grpc_wire.ts";
 import { collapseKey } from "../policy/key.ts";
 import { log } from "../util/log.ts";
 import { ProtoReader, WireType } from "../wire/protobuf.ts";
-import type { MethodPolicy } from "../policy/policy.ts";
-import type { Outcome, Proxy } from "./proxy.ts";
-import type { ShadowEntry } from "../core/shadow.ts";
+import type { MethodPolicy, Policy } from "../policy/policy.ts";
+import type { SharedTier } from "../fleet/shared_tier.ts";
+import type { CallReport, Outcome } from "./observer.ts";
+import type { ShadowEntry, ShadowLedger } from "../core/shadow.ts";
 import { recordSharedCall, TRACING_ENABLED } from "../wire/tracing.ts";
 import {
   type ResponseEvent,
@@ -25,7 +27,7 @@ import {
   type StatusEvent,
   statusEvent,
   type UpstreamStream,
-} from "../backend/upstream.ts";
+} from "../wire/response.ts";
 
 /** The standard gRPC health check method, answered by the proxy itself for the empty service name. */
 export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";
@@ -35,9 +37,34 @@ const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
 /** Largest delay setTimeout honours; a longer one fires after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * What a call needs from the server it arrived on. The {@linkcode Proxy} is one; the call never reaches
+ * back into the server for anything else.
+ */
+export interface CallHost {
+  /** Whether the server is draining: new calls are refused (the proxy's own health check still answers). */
+  readonly draining: boolean;
+  /** The policy new calls are resolved against. */
+  readonly policy: Policy;
+  /** Largest request message accepted, in bytes. */
+  readonly maxMessageBytes: number;
+  /** The collapsing core. */
+  readonly collapser: Collapser<ResponseEvent>;
+  /** The backend clients and calls. */
+  readonly backend: BackendCalls;
+  /** Shadow mode's ledger; undefined when calls are really collapsed. */
+  readonly shadow: ShadowLedger | undefined;
+  /** The shared tier, when there is one. */
+  readonly tier: SharedTier | undefined;
+  /** The verified client identity (mTLS) of a connection; callers with different identities never share. */
+  identityOf(session: http2.Http2Session | undefined): string | undefined;
+  /** A call ended. */
+  callFinished(report: CallReport): void;
+}
+
 /** One downstream call, from its request headers to its status. */
 export class DownstreamCall {
-  readonly #proxy: Proxy;
+  readonly #proxy: CallHost;
   readonly #stream: http2.ServerHttp2Stream;
   readonly #headers: http2.IncomingHttpHeaders;
   readonly #method: string;
@@ -61,7 +88,7 @@ export class DownstreamCall {
   #stale = false;
 
   constructor(
-    proxy: Proxy,
+    proxy: CallHost,
     stream: http2.ServerHttp2Stream,
     headers: http2.IncomingHttpHeaders,
     startedAt: number,
@@ -312,7 +339,7 @@ export class DownstreamCall {
       const kept = retention(this.#policy, status.code);
       this.#shadow.finished(kept.cache ? { ttlMs: kept.ttlMs ?? 0 } : undefined);
     }
-    this.#proxy._finished({
+    this.#proxy.callFinished({
       method: this.#method,
       outcome: this.#outcome,
       code: status.code,

@@ -11,23 +11,21 @@
 
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { type BackendCallReport, BackendCalls, type BackendStats } from "../backend/backend_calls.ts";
+import { BackendCalls, type BackendStats, DEFAULT_BACKEND_TIMEOUT_MS } from "../backend/backend_calls.ts";
 import type { LimiterOptions } from "../backend/limiter.ts";
-import { Collapser, type Role } from "../core/collapser.ts";
-import { DEFAULT_BACKEND_TIMEOUT_MS, DEFAULT_CACHE_DURATION_MS } from "../config/config.ts";
-import { DownstreamCall } from "./downstream_call.ts";
+import { Collapser, DEFAULT_CACHE_TTL_MS } from "../core/collapser.ts";
+import { type CallHost, DownstreamCall } from "./downstream_call.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { Policy } from "../policy/policy.ts";
 import { ShadowLedger } from "../core/shadow.ts";
 import { type ClientTls, peerIdentity, type ServerTls } from "../wire/tls.ts";
-import type { ResponseEvent, Upstream } from "../backend/upstream.ts";
+import type { Upstream } from "../backend/upstream.ts";
+import type { ResponseEvent } from "../wire/response.ts";
 import type { RedisConfig } from "../fleet/redis_config.ts";
 import { SharedTier } from "../fleet/shared_tier.ts";
 import { createHash } from "node:crypto";
-
-/** How a call was served, for logs and metrics. */
-export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "health" | "rejected";
+import type { CallReport, ProxyObserver } from "./observer.ts";
 
 /** Options for {@linkcode Proxy.start}. */
 export interface ProxyOptions {
@@ -89,41 +87,6 @@ export interface ProxyOptions {
   observer?: ProxyObserver;
 }
 
-/** One finished downstream call. */
-export interface CallReport {
-  method: string;
-  outcome: Outcome;
-  code: StatusCode;
-  durationMs: number;
-  /** Shadow mode: what the call would have been had it been collapsed. */
-  wouldBe?: Role;
-  /** The call was answered with a stale answer because the backend failed (stale-if-error). */
-  stale?: boolean;
-  /** The collapse key (the full SHA-256 hex), for a call that had one. */
-  key?: string;
-}
-
-/** Receives one report per finished call and per finished backend call. Must not throw. */
-export interface ProxyObserver {
-  /** A downstream call ended. */
-  call(info: CallReport): void;
-  /** A backend call ended (collapsed or passed through). */
-  backendCall(info: BackendCallReport): void;
-}
-
-/** One observer that tells each of `observers`, in order. */
-export function observers(...list: ProxyObserver[]): ProxyObserver {
-  if (list.length === 1) return list[0];
-  return {
-    call: (info) => {
-      for (const observer of list) observer.call(info);
-    },
-    backendCall: (info) => {
-      for (const observer of list) observer.backendCall(info);
-    },
-  };
-}
-
 /** Counters of the proxy itself, beside {@linkcode Collapser.stats}. */
 export interface ProxyStats extends BackendStats {
   /** Downstream calls not yet answered. */
@@ -142,7 +105,7 @@ const GRPC_CONTENT_TYPE = "application/grpc";
 const CONNECTION_WINDOW_BYTES = 8 << 20;
 
 /** A running proxy. */
-export class Proxy {
+export class Proxy implements CallHost {
   readonly #server: http2.Http2Server | http2.Http2SecureServer;
   /** With mTLS: each session's verified client identity, read once per connection. */
   readonly #identities: WeakMap<http2.Http2Session, string | undefined> | undefined;
@@ -173,7 +136,7 @@ export class Proxy {
     this.#observer = options.observer;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.policy = options.policy ??
-      new Policy({ ttlMs: options.cacheTtlMs ?? DEFAULT_CACHE_DURATION_MS, keyHeaders: options.keyHeaders });
+      new Policy({ ttlMs: options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS, keyHeaders: options.keyHeaders });
     this.collapser = new Collapser<ResponseEvent>({
       maxEntries: options.cacheMaxEntries,
       maxBytes: options.cacheMaxBytes,
@@ -378,8 +341,8 @@ export class Proxy {
     new DownstreamCall(this, stream, headers, startedAt).begin();
   }
 
-  /** @internal Reports a finished call. */
-  _finished(report: CallReport): void {
+  /** @internal Reports a finished call (for {@linkcode DownstreamCall}). */
+  callFinished(report: CallReport): void {
     this.#observer?.call(report);
     log.debug("call {method} {role} {code} in {durationMs} ms", () => ({
       method: report.method,
