@@ -14,6 +14,7 @@ import { H2Channel, plainAuthority } from "./h2_channel.ts";
 import { log } from "../util/log.ts";
 import { type LeadRequest, NOT_CACHED, retention, STALE_HEADER, STALE_IF } from "../policy/retention.ts";
 import { Limiter, type LimiterOptions } from "./limiter.ts";
+import { queuedStream } from "./queued_stream.ts";
 import type { ClientTls } from "../wire/tls.ts";
 import { startBackendSpan } from "../wire/tracing.ts";
 import { requestMetadata, Upstream } from "./upstream.ts";
@@ -336,26 +337,11 @@ export class BackendCalls {
     this.#stats.passthrough++;
     const limiter = this.#limiter;
     if (limiter === undefined) return this.#pass(method, headers, deadline, sink, noop);
-    let real: UpstreamStream | undefined;
-    const pending: Uint8Array[] = [];
-    const drains: (() => void)[] = [];
-    let ended = false;
-    let paused = false;
-    const ticket = limiter.acquire((release) => {
-      const stream = real = this.#pass(method, headers, deadline, sink, release);
-      for (const message of pending.splice(0)) stream.write(message);
-      if (ended) stream.end();
-      if (paused) stream.pause();
-      for (const drain of drains.splice(0)) drain();
-    }, () => sink(statusEvent(Status.RESOURCE_EXHAUSTED, "backend concurrency limit reached; call shed")));
-    return {
-      write: (message) => real ? real.write(message) : (pending.push(message), false),
-      end: () => real ? real.end() : ended = true,
-      onDrain: (listener) => real ? real.onDrain(listener) : drains.push(listener),
-      pause: () => real ? real.pause() : paused = true,
-      resume: () => real ? real.resume() : paused = false,
-      cancel: () => real ? real.cancel() : ticket.release(),
-    };
+    return queuedStream(
+      limiter,
+      (release) => this.#pass(method, headers, deadline, sink, release),
+      () => sink(statusEvent(Status.RESOURCE_EXHAUSTED, "backend concurrency limit reached; call shed")),
+    );
   }
 
   /** The passthrough call itself; `release` gives its concurrency slot back when it ends. */

@@ -29,7 +29,7 @@
  */
 
 import * as http2 from "node:http2";
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
+import type { IncomingHttpHeaders } from "node:http2";
 import {
   decodeGrpcMessage,
   encodeFrame,
@@ -41,6 +41,7 @@ import {
 import { log } from "../util/log.ts";
 import type { ClientTls } from "../wire/tls.ts";
 import { corkTurn } from "../wire/cork.ts";
+import { forwardedHeaders, statusForHttp, statusForReset, wasRefused } from "./h2_mapping.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS } from "./upstream.ts";
 import {
   RESPONSE_HOP_HEADERS,
@@ -54,9 +55,7 @@ import {
 const {
   NGHTTP2_FLAG_END_STREAM: END_STREAM,
   NGHTTP2_CANCEL,
-  NGHTTP2_REFUSED_STREAM,
   NGHTTP2_ENHANCE_YOUR_CALM,
-  NGHTTP2_INADEQUATE_SECURITY,
 } = http2.constants;
 
 /** Re-exported: how long a backend session with no call open is kept (defined beside grpc-js's). */
@@ -83,60 +82,6 @@ export interface H2ChannelOptions {
 /** `host:port` or `[v6]:port`, the only targets this channel serves; undefined for anything else. */
 export function plainAuthority(target: string): string | undefined {
   return /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(target) ? target : undefined;
-}
-
-/** The gRPC status for an HTTP status other than 200 (gRPC's http-grpc-status-mapping). */
-export function statusForHttp(httpStatus: number): StatusCode {
-  switch (httpStatus) {
-    case 400:
-      return Status.INTERNAL;
-    case 401:
-      return Status.UNAUTHENTICATED;
-    case 403:
-      return Status.PERMISSION_DENIED;
-    case 404:
-      return Status.UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return Status.UNAVAILABLE;
-    default:
-      return Status.UNKNOWN;
-  }
-}
-
-/** The gRPC status for a stream reset by the backend without a status (as grpc-js reports it). */
-function statusForReset(rstCode: number): StatusCode {
-  switch (rstCode) {
-    case NGHTTP2_REFUSED_STREAM:
-      return Status.UNAVAILABLE;
-    case NGHTTP2_CANCEL:
-      return Status.CANCELLED;
-    case NGHTTP2_ENHANCE_YOUR_CALM:
-      return Status.RESOURCE_EXHAUSTED;
-    case NGHTTP2_INADEQUATE_SECURITY:
-      return Status.PERMISSION_DENIED;
-    default:
-      return Status.INTERNAL;
-  }
-}
-
-/** Caller headers → request headers for the backend: pseudo and per-hop headers dropped, the rest as is. */
-function forwardedHeaders(
-  method: string,
-  caller: IncomingHttpHeaders,
-  traceparent?: string,
-): OutgoingHttpHeaders {
-  const out = withoutHopHeaders(caller);
-  if (traceparent !== undefined) out["traceparent"] = traceparent;
-  out[":method"] = "POST";
-  out[":path"] = method;
-  out["content-type"] = "application/grpc";
-  out["te"] = "trailers";
-  out["grpc-accept-encoding"] = "identity,deflate,gzip";
-  out["user-agent"] = "collapser";
-  return out;
 }
 
 /** A session and the number of calls open on it (keepalive pings only while there are some). */
@@ -461,10 +406,4 @@ export class H2Channel {
     if (this.#idleTimeoutMs !== Infinity) idleCheck();
     return session;
   }
-}
-
-/** Whether a stream ended unprocessed: refused by the backend, or cut off by its GOAWAY. */
-function wasRefused(stream: http2.ClientHttp2Stream, error: Error | undefined): boolean {
-  return stream.rstCode === NGHTTP2_REFUSED_STREAM ||
-    (error as { code?: string } | undefined)?.code === "ERR_HTTP2_GOAWAY_SESSION";
 }

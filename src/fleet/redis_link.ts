@@ -19,7 +19,7 @@ import { createClient, RESP_TYPES } from "@redis/client";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { RedisConfig } from "./redis_config.ts";
-import type { Lookup, RedisLink, TierKeys } from "./shared_tier.ts";
+import type { Lookup, RedisLink, TierKeys } from "./link.ts";
 
 /**
  * KEYS: answer, lock, waiters. ARGV: token, lock ms, and how much life a stored answer must have left to be

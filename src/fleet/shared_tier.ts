@@ -29,58 +29,13 @@ import type { FinishOptions, Flight } from "../core/collapser.ts";
 import { Status } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { decodeAnswer, encodeAnswer } from "./shared_answer.ts";
+import type { Lookup, RedisLink, TierKeys } from "./link.ts";
+import { TierHealth } from "./tier_health.ts";
+import { ANSWER, CALL_IT_YOURSELF, notice, Waiters } from "./waiters.ts";
 import { type ResponseEvent, statusEvent } from "../wire/response.ts";
 import { type LeadRequest, retention, STALE_IF } from "../policy/retention.ts";
 
-/** What one round trip for a key found. */
-export type Lookup =
-  /** An answer stored by some proxy, and how much longer it is fresh. */
-  | { readonly kind: "hit"; readonly value: Uint8Array; readonly ttlMs: number }
-  /** The lock is ours: call the backend. */
-  | { readonly kind: "lock" }
-  /** Another proxy holds the lock (its answer will be published). */
-  | { readonly kind: "wait" }
-  /** (Poll only) No answer and no lock. */
-  | { readonly kind: "free" };
-
-/** What the tier needs from a Redis client: see redis_link.ts. Every method may reject. */
-export interface RedisLink {
-  /**
-   * The stored answer if it has more than `freshForMs` of life left, or else the lock (unless another proxy
-   * holds it, then a note that we wait).
-   */
-  acquire(keys: TierKeys, token: string, lockMs: number, freshForMs: number): Promise<Lookup>;
-  /** The stored answer if it has more than `freshForMs` of life left, or whether the lock is still held. */
-  look(keys: TierKeys, freshForMs: number): Promise<Lookup>;
-  /** Extends the lock for `lockMs` if it still holds `token`; resolves whether it did. */
-  extend(keys: TierKeys, token: string, lockMs: number): Promise<boolean>;
-  /**
-   * If the lock still holds `token`: stores `answer` for `ttlMs` (0 = not stored), releases the lock, and
-   * publishes `notice` followed by `answer` on `channel` when a waiter registered. Resolves with what it
-   * did: `lost` if the lock was no longer ours.
-   */
-  settle(
-    keys: TierKeys,
-    token: string,
-    answer: Uint8Array,
-    ttlMs: number,
-    channel: string,
-    notice: Uint8Array,
-  ): Promise<"released" | "published" | "lost">;
-  /** Calls `listener` with every message published on `channel` (re-subscribing after reconnects). */
-  subscribe(channel: string, listener: (message: Uint8Array) => void): Promise<void>;
-  /** Sets what to call when the connection is lost (`down`) or comes back (`up`). */
-  onConnection(listener: (state: "up" | "down", reason: string) => void): void;
-  /** Closes both connections. */
-  close(): Promise<void>;
-}
-
-/** The Redis keys of one collapse key. */
-export interface TierKeys {
-  readonly answer: string;
-  readonly lock: string;
-  readonly waiters: string;
-}
+export type { Lookup, RedisLink, TierKeys };
 
 /** Options for {@linkcode SharedTier}. */
 export interface SharedTierOptions {
@@ -116,44 +71,12 @@ export interface TierStats {
   outages: number;
 }
 
-/** The message kind byte after the key: an answer follows, or the waiters must call the backend. */
-const ANSWER = 1;
-const CALL_IT_YOURSELF = 0;
-/** Round trips that must time out in a row before the tier goes down. */
-const TIMEOUTS_FOR_OUTAGE = 3;
-
-/** A round trip that took longer than the tier's timeout. */
-class TierTimeout extends Error {
-  constructor(ms: number) {
-    super(`no answer from Redis within ${ms} ms`);
-    this.name = "TierTimeout";
-  }
-}
-
 /** The key the probe takes and releases a lock on (no collapse key is all zeros). */
 const PROBE_KEY = "0".repeat(64);
 /** How a lock handed back unused is kept: not at all. */
 const NOT_KEPT: FinishOptions = Object.freeze({ cache: false });
 
 const EMPTY = new Uint8Array(0);
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Collapse keys are SHA-256 in hex. */
-const KEY_LENGTH = 64;
-
-interface Waiter {
-  readonly flight: Flight<ResponseEvent>;
-  /** A message that arrived before the lookup's reply did. */
-  early?: Uint8Array;
-  /** Set once the lookup said "wait". */
-  resume?: (outcome: Outcome) => void;
-}
-
-type Outcome =
-  | { kind: "answer"; events: ResponseEvent[] }
-  | { kind: "notice" | "free" | "timeout" | "down" }
-  | { kind: "polled"; value: Uint8Array; ttlMs: number };
 
 type Local = (flight: Flight<ResponseEvent>) => void;
 
@@ -171,18 +94,10 @@ export class SharedTier {
   readonly #lockMs: number;
   readonly #pollMs: number;
   readonly #probeMs: number;
-  readonly #waiters = new Map<string, Waiter>();
+  readonly #waiters: Waiters;
   readonly #tokenPrefix = `${crypto.randomUUID()}:`;
   #tokens = 0;
-  #up = false;
-  #closed = false;
-  #probe: ReturnType<typeof setTimeout> | undefined;
-  /** Round trips timed out in a row. */
-  #timeouts = 0;
-  /** Whether a warning has been logged for the current outage (one per outage, not one per call). */
-  #warned = false;
-  /** While start() waits: ends the wait. */
-  #started: (() => void) | undefined;
+  readonly #health: TierHealth;
   readonly #stats: TierStats = {
     up: false,
     lookups: { hit: 0, lock: 0, wait: 0, skipped: 0, error: 0 },
@@ -201,9 +116,22 @@ export class SharedTier {
     this.#lockMs = options.lockMs ?? 5_000;
     this.#pollMs = options.pollMs ?? 250;
     this.#probeMs = options.probeMs ?? 1_000;
+    this.#health = new TierHealth({
+      timeoutMs: this.#timeoutMs,
+      probeMs: this.#probeMs,
+      probe: () => this.#probe(),
+      onDown: () => this.#waiters.releaseAll(),
+    });
+    this.#waiters = new Waiters({
+      link,
+      health: this.#health,
+      pollMs: this.#pollMs,
+      lockMs: this.#lockMs,
+      counts: this.#stats.waits,
+    });
     link.onConnection((state, reason) => {
-      if (state === "down") this.#down(reason);
-      else if (!this.#up) this.#probeNow();
+      if (state === "down") this.#health.down(reason);
+      else this.#health.reconnected();
     });
   }
 
@@ -214,18 +142,10 @@ export class SharedTier {
   async start(): Promise<void> {
     // Not awaited: the subscription waits for a connection, and the link re-subscribes after reconnects.
     // A message missed meanwhile is covered by the waiters' poll.
-    this.#link.subscribe(this.#channel, (message) => this.#onMessage(message)).catch((err) =>
+    this.#link.subscribe(this.#channel, (message) => this.#waiters.onMessage(message)).catch((err) =>
       log.debug("redis: subscribe failed: {error}", { error: String(err) })
     );
-    // Up, or the first failure reported with its reason (refused, WRONGPASS, ...), or a second at most.
-    const settled = Promise.withResolvers<void>();
-    this.#started = settled.resolve;
-    const timer = setTimeout(settled.resolve, 1_000);
-    this.#probeOnce();
-    await settled.promise;
-    clearTimeout(timer);
-    this.#started = undefined;
-    if (!this.#up) this.#down("no answer from Redis at start-up");
+    await this.#health.start();
   }
 
   /** The namespace of the tier's keys and channel. */
@@ -235,18 +155,18 @@ export class SharedTier {
 
   /** Whether the tier is in use now. */
   get up(): boolean {
-    return this.#up;
+    return this.#health.up;
   }
 
   /** A snapshot of the counters. */
   get stats(): TierStats {
     const s = this.#stats;
     return {
-      up: this.#up,
+      up: this.#health.up,
       lookups: { ...s.lookups },
       waits: { ...s.waits },
       settles: { ...s.settles },
-      outages: s.outages,
+      outages: this.#health.outages,
     };
   }
 
@@ -255,7 +175,7 @@ export class SharedTier {
    * when the tier is down, the lock is ours, or waiting did not bring an answer.
    */
   lead(flight: Flight<ResponseEvent>, request: LeadRequest, local: Local): void {
-    if (!this.#up) {
+    if (!this.#health.up) {
       this.#stats.lookups.skipped++;
       return local(flight);
     }
@@ -263,20 +183,12 @@ export class SharedTier {
     const key = request.key;
     const keys = this.#keys(key);
     const token = this.#tokenPrefix + this.#tokens++;
-    const waiter: Waiter = { flight };
     // Registered before the lookup is sent: the answer may be published before the reply arrives.
-    const previous = this.#waiters.get(key);
-    this.#waiters.set(key, waiter);
-    const forget = () => {
-      if (this.#waiters.get(key) === waiter) {
-        if (previous !== undefined && !previous.flight.done) this.#waiters.set(key, previous);
-        else this.#waiters.delete(key);
-      }
-    };
+    const { waiter, forget } = this.#waiters.register(key, flight);
     const freshForMs = this.#freshFor(flight, request);
     const asked = this.#link.acquire(keys, token, this.#lockMs, freshForMs);
-    this.#timed(asked).then((found) => {
-      this.#answered();
+    this.#health.timed(asked).then((found) => {
+      this.#health.answered();
       if (found.kind === "hit") {
         forget();
         this.#stats.lookups.hit++;
@@ -289,11 +201,17 @@ export class SharedTier {
         return this.#local(flight, local);
       }
       this.#stats.lookups.wait++;
-      this.#wait(waiter, keys, request, freshForMs, local, forget);
+      this.#waiters.wait(waiter, keys, freshForMs, forget, (outcome) => {
+        if (outcome.kind === "answer") return this.#serveEvents(flight, request, outcome.events);
+        if (outcome.kind === "polled") {
+          return this.#serveStored(flight, request, outcome.value, outcome.ttlMs, local);
+        }
+        this.#local(flight, local);
+      });
     }, (err) => {
       forget();
       this.#stats.lookups.error++;
-      this.#failed(err);
+      this.#health.failed(err);
       this.#local(flight, local);
       // Given up on, the lookup may still have taken the lock: give it back at once rather than leave other
       // proxies waiting for an answer that will never be published (they call the backend themselves).
@@ -308,13 +226,12 @@ export class SharedTier {
    * holds (waiters elsewhere call the backend themselves rather than wait for them to expire).
    */
   async close(): Promise<void> {
-    this.#closed = true;
-    clearTimeout(this.#probe);
-    this.#releaseWaiters("down");
+    this.#health.close();
+    this.#waiters.releaseAll();
     const held = [...this.#held.entries()];
     this.#held.clear();
     await Promise.allSettled(
-      held.map(([token, { keys, key }]) => this.#timed(this.#handBack(keys, token, key))),
+      held.map(([token, { keys, key }]) => this.#health.timed(this.#handBack(keys, token, key))),
     );
     await this.#link.close().catch(() => {});
   }
@@ -329,7 +246,7 @@ export class SharedTier {
     this.#held.set(token, { keys, key: request.key });
     let released = false;
     const renew = setInterval(() => {
-      this.#timed(this.#link.extend(keys, token, this.#lockMs)).catch(() => {});
+      this.#health.timed(this.#link.extend(keys, token, this.#lockMs)).catch(() => {});
     }, this.#lockMs / 2);
     const release = () => {
       released = true;
@@ -359,74 +276,6 @@ export class SharedTier {
   #keys(key: string): TierKeys {
     const base = `${this.#namespace}{${key}}:`;
     return { answer: `${base}a`, lock: `${base}l`, waiters: `${base}w` };
-  }
-
-  /** Waits for the lock holder's answer: a message, a poll, or the lock's whole life at most. */
-  #wait(
-    waiter: Waiter,
-    keys: TierKeys,
-    request: LeadRequest,
-    freshForMs: number,
-    local: Local,
-    forget: () => void,
-  ): void {
-    const { flight } = waiter;
-    let poll: ReturnType<typeof setTimeout> | undefined;
-    let settled = false;
-    const deadline = setTimeout(() => resume({ kind: "timeout" }), this.#lockMs);
-    const resume = (outcome: Outcome) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(deadline);
-      clearTimeout(poll);
-      forget();
-      this.#stats.waits[outcome.kind]++;
-      if (outcome.kind === "answer") return this.#serveEvents(flight, request, outcome.events);
-      if (outcome.kind === "polled") {
-        return this.#serveStored(flight, request, outcome.value, outcome.ttlMs, local);
-      }
-      this.#local(flight, local);
-    };
-    waiter.resume = resume;
-    const schedule = () => {
-      poll = setTimeout(() => {
-        this.#timed(this.#link.look(keys, freshForMs)).then((found) => {
-          this.#answered();
-          if (settled) return;
-          if (found.kind === "hit") resume({ kind: "polled", value: found.value, ttlMs: found.ttlMs });
-          else if (found.kind === "free") resume({ kind: "free" });
-          else schedule();
-        }, (err) => {
-          this.#failed(err);
-          if (!settled) resume({ kind: "down" });
-        });
-      }, this.#pollMs);
-    };
-    if (waiter.early !== undefined) return this.#deliver(waiter, waiter.early);
-    schedule();
-  }
-
-  #onMessage(message: Uint8Array): void {
-    if (message.byteLength <= KEY_LENGTH) return;
-    const key = decoder.decode(message.subarray(0, KEY_LENGTH));
-    const waiter = this.#waiters.get(key);
-    if (waiter === undefined) return;
-    if (waiter.resume === undefined) waiter.early = message;
-    else this.#deliver(waiter, message);
-  }
-
-  #deliver(waiter: Waiter, message: Uint8Array): void {
-    if (message[KEY_LENGTH] !== ANSWER) return waiter.resume!({ kind: "notice" });
-    let events: ResponseEvent[];
-    try {
-      events = decodeAnswer(message.subarray(KEY_LENGTH + 1)).events;
-    } catch (err) {
-      log.warn("redis: a published answer could not be read ({error}); calling the backend", {
-        error: String(err),
-      });
-      return waiter.resume!({ kind: "notice" });
-    }
-    waiter.resume!({ kind: "answer", events });
   }
 
   /** Answers a flight with an answer from Redis, kept locally for at most what is left of its life. */
@@ -494,11 +343,11 @@ export class SharedTier {
     const ttlMs = shareable && kept.cache && last?.type === "status" && last.code === Status.OK
       ? kept.ttlMs ?? request.policy.ttlMs
       : 0;
-    const notice = this.#notice(request.key, shareable ? ANSWER : CALL_IT_YOURSELF);
+    const message = notice(request.key, shareable ? ANSWER : CALL_IT_YOURSELF);
     // Tried even while the tier is down here: other proxies may be waiting on this lock, and a Redis that
     // is really gone fails this at once.
-    this.#timed(this.#link.settle(keys, token, answer, ttlMs, this.#channel, notice)).then((done) => {
-      this.#answered();
+    this.#health.timed(this.#link.settle(keys, token, answer, ttlMs, this.#channel, message)).then((done) => {
+      this.#health.answered();
       const s = this.#stats.settles;
       if (done === "lost") s.lost_lock++;
       else if (!shareable) s.local_only++;
@@ -507,105 +356,23 @@ export class SharedTier {
       else s.unheard++;
     }, (err) => {
       this.#stats.settles.error++;
-      this.#failed(err);
+      this.#health.failed(err);
     });
   }
 
   /** Releases a lock unused: nothing stored, and waiters (if any) told to call the backend themselves. */
   #handBack(keys: TierKeys, token: string, key: string): Promise<"released" | "published" | "lost"> {
-    return this.#link.settle(keys, token, EMPTY, 0, this.#channel, this.#notice(key, CALL_IT_YOURSELF));
-  }
-
-  /** The message that tells waiters on `key` what follows: an answer, or to call the backend themselves. */
-  #notice(key: string, kind: number): Uint8Array {
-    const notice = new Uint8Array(KEY_LENGTH + 1);
-    encoder.encodeInto(key, notice);
-    notice[KEY_LENGTH] = kind;
-    return notice;
-  }
-
-  /** A round trip came back in time. */
-  #answered(): void {
-    this.#timeouts = 0;
+    return this.#link.settle(keys, token, EMPTY, 0, this.#channel, notice(key, CALL_IT_YOURSELF));
   }
 
   /**
-   * A round trip failed. An error (refused, offline, WRONGPASS) puts the tier down at once; a timeout only
-   * when several in a row time out, since one late reply may be this process's own event loop running
-   * behind under load rather than Redis being slow.
+   * One probe of Redis. It takes the real path, not PING: a read-only replica, a full Redis or an ACL without
+   * EVALSHA answer PING.
    */
-  #failed(err: unknown): void {
-    if (err instanceof TierTimeout && ++this.#timeouts < TIMEOUTS_FOR_OUTAGE) return;
-    this.#down(String(err));
-  }
-
-  /**
-   * A Redis round trip, bounded by the timeout. When the timer fires the rejection waits one more turn of
-   * the event loop: a reply that arrived while this process was busy is read first.
-   */
-  #timed<T>(promise: Promise<T>): Promise<T> {
-    let timer: ReturnType<typeof setTimeout>;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        timer = setTimeout(() => reject(new TierTimeout(this.#timeoutMs)), 0);
-      }, this.#timeoutMs);
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  /** The tier goes down: one warning per outage; waiters call the backend; a probe brings it back. */
-  #down(reason: string): void {
-    if (this.#closed) return;
-    if (this.#up || !this.#warned) {
-      this.#stats.outages++;
-      this.#warned = true;
-      log.warn("redis unavailable ({reason}): collapsing on this proxy only until it answers again", {
-        reason,
-      });
-    }
-    this.#up = false;
-    this.#started?.();
-    this.#releaseWaiters("down");
-    this.#scheduleProbe();
-  }
-
-  #releaseWaiters(kind: "down"): void {
-    for (const waiter of [...this.#waiters.values()]) waiter.resume?.({ kind });
-  }
-
-  #scheduleProbe(): void {
-    if (this.#closed || this.#probe !== undefined) return;
-    this.#probe = setTimeout(() => {
-      this.#probe = undefined;
-      this.#probeNow();
-    }, this.#probeMs);
-  }
-
-  #probeNow(): void {
-    this.#probeOnce().then(() => {
-      if (!this.#up) this.#scheduleProbe();
-    });
-  }
-
-  async #probeOnce(): Promise<void> {
-    if (this.#closed) return;
-    try {
-      // The real path, not PING: a read-only replica, a full Redis or an ACL without EVALSHA answer PING.
-      const keys = this.#keys(PROBE_KEY);
-      const token = this.#tokenPrefix + this.#tokens++;
-      await this.#timed(this.#link.acquire(keys, token, 1_000, 0));
-      await this.#timed(
-        this.#handBack(keys, token, PROBE_KEY),
-      );
-    } catch {
-      return;
-    }
-    if (this.#up || this.#closed) return;
-    this.#timeouts = 0;
-    this.#up = true;
-    this.#started?.();
-    if (this.#warned) log.info("redis answers again: the shared tier is back in use");
-    else log.info("redis: the shared tier is in use");
-    this.#warned = false;
+  async #probe(): Promise<void> {
+    const keys = this.#keys(PROBE_KEY);
+    const token = this.#tokenPrefix + this.#tokens++;
+    await this.#health.timed(this.#link.acquire(keys, token, 1_000, 0));
+    await this.#health.timed(this.#handBack(keys, token, PROBE_KEY));
   }
 }

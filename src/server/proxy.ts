@@ -15,7 +15,7 @@ import { BackendCalls, type BackendStats, DEFAULT_BACKEND_TIMEOUT_MS } from "../
 import type { LimiterOptions } from "../backend/limiter.ts";
 import { Collapser, DEFAULT_CACHE_TTL_MS } from "../core/collapser.ts";
 import { type CallHost, DownstreamCall } from "./downstream_call.ts";
-import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status, type StatusCode } from "../wire/grpc_wire.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { Policy } from "../policy/policy.ts";
 import { ShadowLedger } from "../core/shadow.ts";
