@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { parseRedisUrl } from "../src/fleet/redis_config.ts";
 import { openRedisLink } from "../src/fleet/redis_link.ts";
-import type { RedisLink, TierKeys } from "../src/fleet/shared_tier.ts";
+import type { RedisLink, TierKeys } from "../src/fleet/link.ts";
 import { until } from "./_helpers.ts";
 import { type RedisServer, startRedis } from "./_redis.ts";
 

@@ -35,8 +35,6 @@ import { ANSWER, CALL_IT_YOURSELF, notice, Waiters } from "./waiters.ts";
 import { type ResponseEvent, statusEvent } from "../wire/response.ts";
 import { type LeadRequest, retention, STALE_IF } from "../policy/retention.ts";
 
-export type { Lookup, RedisLink, TierKeys };
-
 /** Options for {@linkcode SharedTier}. */
 export interface SharedTierOptions {
   /** Namespace of every key and of the channel. @default {"collapser:"} */

@@ -1,0 +1,11 @@
+/**
+ * The downstream side: {@linkcode Proxy}, a raw `node:http2` server that speaks the gRPC wire for any
+ * method, and one {@linkcode DownstreamCall} per call, which collapses it, passes it through, or answers the
+ * proxy's own health check. What happened to each call is told through a {@linkcode ProxyObserver}.
+ *
+ * @module
+ */
+
+export * from "./proxy.ts";
+export * from "./downstream_call.ts";
+export * from "./observer.ts";

@@ -1,0 +1,13 @@
+/**
+ * Small things every layer uses and that know nothing of the project: structured logging (JSON lines
+ * through LogTape), Go-style durations (`100ms`, `10s`), the version, and SIGHUP wiring for reloads.
+ *
+ * The bottom of the layering: it imports nothing of the project.
+ *
+ * @module
+ */
+
+export * from "./duration.ts";
+export * from "./log.ts";
+export * from "./reload.ts";
+export * from "./version.ts";
