@@ -29,7 +29,7 @@ import type { FinishOptions, Flight } from "../core/collapser.ts";
 import { Status } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { decodeAnswer, encodeAnswer } from "./shared_answer.ts";
-import type { Lookup, RedisLink, TierKeys } from "./link.ts";
+import type { RedisLink, TierKeys } from "./link.ts";
 import { TierHealth } from "./tier_health.ts";
 import { ANSWER, CALL_IT_YOURSELF, notice, Waiters } from "./waiters.ts";
 import { type ResponseEvent, statusEvent } from "../wire/response.ts";
