@@ -20,6 +20,9 @@ import { observers } from "./src/server/observer.ts";
 import { StatusBoard } from "./src/admin/status.ts";
 import { TlsError, TlsMaterial } from "./src/wire/tls.ts";
 import { VERSION } from "./src/util/version.ts";
+import { formatMessage, workerIndex } from "./src/supervisor/protocol.ts";
+import { watchRecycling } from "./src/supervisor/recycle.ts";
+import { runSupervisor } from "./src/supervisor/run.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -38,6 +41,8 @@ export async function main(args: string[]): Promise<number> {
   }
   const { config } = parsed;
   setupLogging(config.logLevel);
+  const worker = workerIndex();
+  if (config.workers > 0 && worker === undefined) return await runSupervisor(config, Deno.args);
 
   const policySource = new PolicySource(policyDefaults(config), {
     policyFile: config.policyFile,
@@ -74,8 +79,9 @@ export async function main(args: string[]): Promise<number> {
       metrics,
       status,
       config: effectiveConfig(config, policy),
-      hostname: config.host,
-      port: config.metricsPort,
+      // A worker's admin port is its supervisor's to read: loopback, any free port.
+      hostname: worker === undefined ? config.host : "127.0.0.1",
+      port: worker === undefined ? config.metricsPort : 0,
     });
   } catch (err) {
     console.error(`collapser: cannot listen: ${(err as Error).message}`);
@@ -84,12 +90,22 @@ export async function main(args: string[]): Promise<number> {
   }
   log.info("collapser {version} listening on {host}:{port}, backend {backend}", {
     version: VERSION,
+    worker,
     port: proxy.port,
     metricsPort: admin.addr.port,
     ...effectiveConfig(config, policy),
   });
 
   const running = proxy;
+  if (worker !== undefined) {
+    console.log(formatMessage({ kind: "listening", port: proxy.port, adminPort: admin.addr.port }));
+  }
+  using _recycling = watchRecycling({
+    maxConnections: config.recycleConnections,
+    maxRssBytes: config.recycleRssBytes,
+    connections: () => running.stats().connections,
+  }, (reason) => console.log(formatMessage({ kind: "recycle", reason })));
+
   onSighup(
     policyReloader(policySource, (reloaded) => {
       running.policy = reloaded.policy;

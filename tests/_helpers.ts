@@ -308,7 +308,10 @@ export async function startCollapserProcess(
           const entry = JSON.parse(line);
           logs.push(entry);
           // The start-up line names the ports (lines before it: e.g. the shared tier's first state).
-          if (typeof entry.properties?.port === "number") firstLine.resolve(entry);
+          // (With --workers, each worker logs its own, with its `worker` index; the supervisor's comes last.)
+          if (typeof entry.properties?.port === "number" && entry.properties.worker === undefined) {
+            firstLine.resolve(entry);
+          }
         } catch {
           otherOutput.push(line);
           firstLine.reject(new Error(`not a JSON log line: ${line}`));

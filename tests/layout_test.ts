@@ -19,6 +19,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   server: ["util", "core", "wire", "policy", "backend", "fleet"],
   admin: ["util", "core", "wire", "policy", "backend", "fleet", "server"],
   config: ["util", "core", "wire", "policy", "backend", "fleet"],
+  supervisor: ["util"],
 };
 
 /** Packages and runtime modules that speak gRPC or HTTP/2: core/ must not import them. */

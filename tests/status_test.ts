@@ -30,6 +30,7 @@ class FakeProxy {
     backendInflight: 0,
     passthrough: 0,
     activeCalls: 0,
+    connections: 0,
     queued: 0,
     shedQueueFull: 0,
     shedQueueTimeout: 0,

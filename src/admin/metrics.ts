@@ -152,6 +152,7 @@ export class Metrics implements ProxyObserver {
         backendInflight: 0,
         passthrough: 0,
         activeCalls: 0,
+        connections: 0,
         queued: 0,
         shedQueueFull: 0,
         shedQueueTimeout: 0,
@@ -192,6 +193,11 @@ export class Metrics implements ProxyObserver {
       "collapser_inflight_requests",
       "Backend calls running now (collapsed and passed through).",
       () => proxyStats().backendInflight,
+    );
+    counter(
+      "collapser_client_connections_total",
+      "Client connections accepted since start (each closed one keeps memory in Deno 2.8.3: docs/limits.md).",
+      () => proxyStats().connections,
     );
     gauge(
       "collapser_backend_queue_length",

@@ -19,6 +19,7 @@ import { DEFAULT_CACHE_TTL_MS } from "../core/collapser.ts";
 import { ConfigError, type FlagTable, Reader } from "./reader.ts";
 import { backendTls, serverTls, TLS_FLAGS } from "./tls_flags.ts";
 import { REDIS_FLAGS, redisConfig } from "./redis_flags.ts";
+import { WORKERS_FLAGS, type WorkersConfig, workersConfig } from "./workers_flags.ts";
 
 export { ConfigError };
 
@@ -28,7 +29,7 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 export const DEFAULT_HOT_KEYS = 1_000;
 
 /** The proxy's effective configuration. */
-export interface Config {
+export interface Config extends WorkersConfig {
   /** Backend target, `host:port` (any grpc-js target works, e.g. `dns:///svc:50051`). */
   backend: string;
   /** Address the gRPC listener binds. */
@@ -110,6 +111,7 @@ const FLAGS = {
   "queue-timeout": { type: "string" },
   ...TLS_FLAGS,
   ...REDIS_FLAGS,
+  ...WORKERS_FLAGS,
   "reuse-port": { type: "boolean" },
   "max-message-size": { type: "string" },
   "log-level": { type: "string" },
@@ -251,6 +253,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       reusePort: read.bool("reuse-port", "COLLAPSER_REUSE_PORT", false),
       maxMessageBytes,
       logLevel,
+      ...workersConfig(read),
       shutdownTimeoutMs: read.duration(
         "shutdown-timeout",
         "SHUTDOWN_TIMEOUT",

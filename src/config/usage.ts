@@ -74,6 +74,13 @@ A fleet that collapses as one (shared tier):
   --reuse-port               share the gRPC port with other processes    [COLLAPSER_REUSE_PORT]
                              (SO_REUSEPORT)
 
+Several cores (one supervisor, N worker processes on one port):
+  --workers N|auto           worker processes; auto = the cores the      [COLLAPSER_WORKERS] (default 0: one process)
+                             cgroup allows; a dead one is started again
+  --recycle-connections N    replace a worker after N client connections [COLLAPSER_RECYCLE_CONNECTIONS] (default 0: never)
+  --recycle-rss SIZE         replace a worker past this resident set,    [COLLAPSER_RECYCLE_RSS] (default 0: never)
+                             e.g. 200MiB (needs --workers; 1 is fine)
+
   --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
   --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)

@@ -91,6 +91,8 @@ export interface ProxyOptions {
 export interface ProxyStats extends BackendStats {
   /** Downstream calls not yet answered. */
   activeCalls: number;
+  /** Client connections accepted since start. */
+  connections: number;
 }
 
 const GRPC_CONTENT_TYPE = "application/grpc";
@@ -126,6 +128,7 @@ export class Proxy implements CallHost {
   /** The policy new calls get; assign a new one to reload (calls in progress keep theirs). */
   policy: Policy;
   #activeCalls = 0;
+  #connections = 0;
   #draining = false;
   #idle: PromiseWithResolvers<void> | undefined;
   #port = 0;
@@ -169,6 +172,7 @@ export class Proxy implements CallHost {
       log.debug("TLS handshake refused: {error}", { error: err.message });
     });
     this.#server.on("session", (session: http2.ServerHttp2Session) => {
+      this.#connections++;
       this.#identities?.set(session, peerIdentity(session.socket));
       this.#sessions.add(session);
       try {
@@ -266,7 +270,7 @@ export class Proxy implements CallHost {
 
   /** A snapshot of the proxy's own counters. */
   stats(): ProxyStats {
-    return { ...this.backend.stats, activeCalls: this.#activeCalls };
+    return { ...this.backend.stats, activeCalls: this.#activeCalls, connections: this.#connections };
   }
 
   /** Whether the proxy is draining: it takes no new calls. */
