@@ -24,7 +24,7 @@ const DRAIN_MARGIN_MS = 5_000;
 
 /** Runs the supervisor until a signal drains it; resolves with the exit code. */
 export async function runSupervisor(config: SupervisorConfig, args: readonly string[]): Promise<number> {
-  const command = selfCommand(args);
+  const command = selfCommand();
   if (Deno.permissions.querySync({ name: "run", command: command[0] }).state !== "granted") {
     console.error(
       `collapser: --workers starts its workers as processes: run it with --allow-run ` +

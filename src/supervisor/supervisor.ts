@@ -259,25 +259,15 @@ function describe(status: Deno.CommandStatus): string {
 }
 
 /**
- * The command that runs this program again as it was run: on Linux the runtime flags are read from
- * /proc/self/cmdline (so V8 flags and permissions carry over); a `deno compile`d binary is run as itself.
+ * The command that runs this program again with the permissions it has: a `deno compile`d binary is run as
+ * itself (its flags are built in); under `deno run` each permission granted to this process is granted to
+ * the worker. (Deno does not let a program read its own command line without --allow-all, so V8 flags given
+ * with `--v8-flags` do not carry over: give them as `DENO_V8_FLAGS`, which workers inherit.)
  */
-export function selfCommand(args: readonly string[] = Deno.args): string[] {
+export function selfCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath()];
-  try {
-    const cmdline = Deno.readTextFileSync("/proc/self/cmdline").split("\0");
-    if (cmdline.at(-1) === "") cmdline.pop();
-    const prefix = cmdline.slice(1, cmdline.length - args.length);
-    if (prefix.length > 0 && prefix[0] === "run") return [Deno.execPath(), ...prefix];
-  } catch {
-    // not Linux: fall through
-  }
-  return [
-    Deno.execPath(),
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--allow-read",
-    new URL(Deno.mainModule).pathname,
-  ];
+  const names = ["net", "env", "read", "write", "run", "sys", "ffi"] as const;
+  const granted = names.filter((name) => Deno.permissions.querySync({ name }).state === "granted");
+  const flags = granted.length === names.length ? ["--allow-all"] : granted.map((name) => `--allow-${name}`);
+  return [Deno.execPath(), "run", ...flags, new URL(Deno.mainModule).pathname];
 }

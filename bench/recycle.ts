@@ -1,0 +1,154 @@
+/**
+ * Memory that comes back: many short client connections (one unary call each, opened and closed one after
+ * another) through the proxy, with and without recycling, under a light steady load on one long-lived
+ * connection. Reports the resident set of the proxy's whole process tree (the supervisor and its workers, as
+ * a container's memory limit counts it) at the start and the end, and every call's outcome: a worker
+ * handed over must not fail a call.
+ *
+ * ```sh
+ * deno task bench:recycle                                  # 50,000 connections, --workers 1 --recycle-connections 1000
+ * deno task bench:recycle --connections 5000 --proxy-args="--workers 1"     # no recycling, for comparison
+ * ```
+ *
+ * Exits 1 if a call failed or, with recycling, the end RSS is more than 50 MB above the start.
+ *
+ * @module
+ */
+
+import * as http2 from "node:http2";
+import { parseArgs } from "node:util";
+import { admin, newClient, startCollapserProcess, startTestBackend, unary } from "../tests/_helpers.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    connections: { type: "string", default: "50000" },
+    "proxy-args": { type: "string", default: "--workers 1 --recycle-connections 1000" },
+    "steady-rps": { type: "string", default: "50" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (values.help) {
+  console.log(
+    'Usage: deno task bench:recycle [--connections N] [--proxy-args "..."] [--steady-rps R]\n\n' +
+      "  --connections N      short connections, one call each (default 50000)\n" +
+      '  --proxy-args "..."   proxy flags (default "--workers 1 --recycle-connections 1000")\n' +
+      "  --steady-rps R       calls per second on one long-lived connection meanwhile (default 50)",
+  );
+  Deno.exit(0);
+}
+const CONNECTIONS = Number(values.connections);
+const STEADY_RPS = Number(values["steady-rps"]);
+const proxyArgs = values["proxy-args"]!.split(/\s+/).filter(Boolean);
+const recycling = proxyArgs.some((arg) => arg.startsWith("--recycle"));
+const MB = 2 ** 20;
+
+/** Resident set of a process and all its descendants, in bytes (Linux /proc). */
+function treeRss(pid: number): number {
+  const children = new Map<number, number[]>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  let total = 0;
+  const visit = (p: number) => {
+    try {
+      const status = Deno.readTextFileSync(`/proc/${p}/status`);
+      total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+    } catch {
+      // gone meanwhile
+    }
+    for (const child of children.get(p) ?? []) visit(child);
+  };
+  visit(pid);
+  return total;
+}
+
+/** One short connection: connect, one unary call, close; resolves with whether the call succeeded. */
+function shortCall(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on("error", () => {});
+    const body = new Uint8Array([0, 0, 0, 0, 2, 0x7b, 0x7d]); // one message: "{}"
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/test.Test/Unary",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    let ok = false;
+    stream.on("trailers", (trailers) => ok = trailers["grpc-status"] === "0");
+    stream.on("response", (headers) => {
+      if (headers["grpc-status"] !== undefined) ok = headers["grpc-status"] === "0";
+    });
+    stream.on("error", () => {});
+    stream.resume();
+    stream.on("close", () => {
+      session.close(() => resolve(ok));
+      setTimeout(() => session.destroy(), 1_000);
+    });
+    stream.end(body);
+  });
+}
+
+const backend = await startTestBackend();
+await using proxy = await startCollapserProcess(["--backend", backend.address, ...proxyArgs]);
+const pid = proxy.child.pid;
+await new Promise((resolve) => setTimeout(resolve, 1_000));
+const startRss = treeRss(pid);
+console.log(`proxy ${proxyArgs.join(" ")}: start RSS ${(startRss / MB).toFixed(1)} MB (process tree)`);
+
+// Light steady load on one long-lived connection, for the whole run.
+const steady = newClient(proxy.port);
+let steadyCalls = 0;
+let steadyFailed = 0;
+let running = true;
+const steadyLoop = (async () => {
+  while (running) {
+    const result = await unary(steady, "/test.Test/Unary", { key: `steady${steadyCalls % 50}` });
+    steadyCalls++;
+    if (result.error !== null) steadyFailed++;
+    await new Promise((resolve) => setTimeout(resolve, 1000 / STEADY_RPS));
+  }
+})();
+
+let failed = 0;
+let peakRss = startRss;
+const started = performance.now();
+for (let i = 0; i < CONNECTIONS; i++) {
+  if (!(await shortCall(proxy.port))) failed++;
+  if ((i + 1) % Math.max(1, Math.floor(CONNECTIONS / 10)) === 0) {
+    const rss = treeRss(pid);
+    peakRss = Math.max(peakRss, rss);
+    console.log(
+      `${String(i + 1).padStart(7)} connections: RSS ${(rss / MB).toFixed(1)} MB, ${failed} failed, ` +
+        `${((i + 1) / ((performance.now() - started) / 1000)).toFixed(0)} conn/s`,
+    );
+  }
+}
+running = false;
+await steadyLoop;
+steady.close();
+await new Promise((resolve) => setTimeout(resolve, 2_000));
+const endRss = treeRss(pid);
+const recycles = (await admin(proxy.metricsPort, "/metrics")).body.match(
+  /^collapser_worker_recycles_total (\d+)/m,
+);
+console.log(
+  `end RSS ${(endRss / MB).toFixed(1)} MB (start ${(startRss / MB).toFixed(1)}, peak ${
+    (peakRss / MB).toFixed(1)
+  }, ` +
+    `${
+      ((endRss - startRss) / MB).toFixed(1)
+    } MB above start); ${CONNECTIONS} short calls, ${failed} failed; ` +
+    `${steadyCalls} steady calls, ${steadyFailed} failed; recycles: ${recycles?.[1] ?? "n/a"}`,
+);
+backend.close();
+const bad = failed + steadyFailed > 0 || (recycling && endRss - startRss > 50 * MB);
+Deno.exit(bad ? 1 : 0);
