@@ -117,7 +117,10 @@ export async function main(args: string[]): Promise<number> {
 
   const signal = Promise.withResolvers<string>();
   let signals = 0;
-  for (const name of ["SIGINT", "SIGTERM"] as const) {
+  // A worker drains on its supervisor's SIGTERM only: a Ctrl-C in a terminal reaches the whole process group,
+  // and the supervisor passes it on as SIGTERM (a second one would cut the drain short).
+  if (worker !== undefined) Deno.addSignalListener("SIGINT", () => {});
+  for (const name of worker === undefined ? ["SIGINT", "SIGTERM"] as const : ["SIGTERM"] as const) {
     Deno.addSignalListener(name, () => {
       // The first signal drains; a second one (an impatient Ctrl-C) stops at once.
       if (++signals === 1) return signal.resolve(name);

@@ -44,7 +44,7 @@ export async function runSupervisor(config: SupervisorConfig, args: readonly str
   for (const name of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(name, () => {
       if (++signals === 1) return signal.resolve(name);
-      supervisor.forward(name); // the impatient second signal: workers exit at once
+      supervisor.forward("SIGTERM"); // the impatient second signal: a second SIGTERM, workers exit at once
     });
   }
   try {
