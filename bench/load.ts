@@ -64,6 +64,7 @@ const FLAG_OPTIONS = {
   "no-nginx": { type: "boolean", default: false },
   "cpu-prof": { type: "string" },
   "proxy-flags": { type: "string" },
+  "proxy-args": { type: "string" },
   "proxy-entry": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -81,14 +82,15 @@ const flags = parseFlags();
 
 if (flags.help) {
   console.log(
-    `Usage: deno run -A bench/load.ts [--quick] [--only a,b,c,d,herd,hot] [--no-nginx] [--cpu-prof DIR] [--proxy-flags S] [--proxy-entry F]
+    `Usage: deno run -A bench/load.ts [--quick] [--only a,b,c,d,herd,hot] [--no-nginx] [--cpu-prof DIR] [--proxy-flags S] [--proxy-args S] [--proxy-entry F]
 
   --quick          smoke test: tiny counts, finishes in well under a minute (CI)
   --only LIST      run only these parts (results are then not copied to bench/results.*)
   --no-nginx       skip nginx even if it is installed
   --cpu-prof DIR   run the proxy under the V8 CPU profiler; .cpuprofile and .md reports land in DIR
   --proxy-entry F  run this entry file as the proxy instead of main.ts (A/B a patched copy)
-  --proxy-flags S  extra \`deno run\` flags for the proxy, space-separated (e.g. --proxy-flags="--v8-flags=--max-semi-space-size=2")`,
+  --proxy-flags S  extra \`deno run\` flags for the proxy, space-separated (e.g. --proxy-flags="--v8-flags=--max-semi-space-size=2")
+  --proxy-args S   extra proxy flags, space-separated (e.g. --proxy-args="--workers 2"); memory is then the process tree's`,
   );
   Deno.exit(0);
 }
@@ -265,6 +267,7 @@ async function main(): Promise<number> {
     proxyEntry: flags["proxy-entry"],
     cpuProfDir: flags["cpu-prof"],
     proxyFlags: flags["proxy-flags"],
+    proxyArgs: flags["proxy-args"],
   };
   const commit = (await commandText("git", ["rev-parse", "--short", "HEAD"])) || "unknown";
   const dirty =
@@ -310,6 +313,7 @@ async function main(): Promise<number> {
       cpus: navigator.hardwareConcurrency,
       commit: commit + dirty,
       proxyFlags: flags["proxy-flags"] ?? null,
+      proxyArgs: flags["proxy-args"] ?? null,
       proxyEntry: flags["proxy-entry"] ?? "main.ts",
       cacheTtlMs: CACHE_TTL_MS,
       load: LOAD,
@@ -335,7 +339,10 @@ async function main(): Promise<number> {
   await Deno.writeTextFile(`${outDir}/${prefix}-latest.json`, json);
   if (herdResult || hot) await Deno.writeTextFile(`${outDir}/herd.svg`, chart);
   const complete = SCENARIOS.every((s) => PARTS.has(s.id)) && PARTS.has("herd") && PARTS.has("hot");
-  if (!QUICK && complete && !flags["cpu-prof"] && !flags["proxy-flags"] && !flags["proxy-entry"]) {
+  if (
+    !QUICK && complete && !flags["cpu-prof"] && !flags["proxy-flags"] && !flags["proxy-args"] &&
+    !flags["proxy-entry"]
+  ) {
     await Deno.writeTextFile(`${ROOT}bench/results.md`, md);
     await Deno.writeTextFile(`${ROOT}bench/results.json`, json);
     await Deno.writeTextFile(`${ROOT}bench/herd.svg`, chart);

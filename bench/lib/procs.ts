@@ -206,22 +206,69 @@ export function otherCpuPct(from: CpuSnapshot, to: CpuSnapshot): number {
   return capacity > 0 ? Math.min(100, (100 * other) / capacity) : 0;
 }
 
+/**
+ * Memory of a process and its descendants (a proxy run with `--workers` is a supervisor and its workers):
+ * RSS summed now; the peak is the sum of each process's own peak (an upper bound on the tree's).
+ */
 export function memory(pid: number): Memory | undefined {
-  try {
-    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
-    return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 };
-  } catch {
-    return undefined;
+  const read = (p: number) => {
+    try {
+      const status = Deno.readTextFileSync(`/proc/${p}/status`);
+      const kb = (field: string) =>
+        Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+      return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 };
+    } catch {
+      return undefined;
+    }
+  };
+  const own = read(pid);
+  if (own === undefined) return undefined;
+  for (const child of descendants(pid)) {
+    const m = read(child);
+    if (m !== undefined) {
+      own.rssMb += m.rssMb;
+      own.hwmMb += m.hwmMb;
+    }
   }
+  return own;
+}
+
+/** Every descendant of `pid` (Linux /proc). */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  const visit = (p: number) => {
+    for (const child of children.get(p) ?? []) {
+      out.push(child);
+      visit(child);
+    }
+  };
+  visit(pid);
+  return out;
 }
 
 /** Resets VmHWM to the current RSS (Linux `clear_refs` 5), so the next read is this run's peak. */
 export function resetPeak(pid: number): void {
-  try {
-    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
-  } catch {
-    // not permitted: the peak then covers the process's whole life, still an upper bound
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      Deno.writeTextFileSync(`/proc/${p}/clear_refs`, "5");
+    } catch {
+      // not permitted: the peak then covers the process's whole life, still an upper bound
+    }
   }
 }
 

@@ -35,6 +35,8 @@ export interface StackOptions {
   cpuProfDir?: string;
   /** Extra `deno run` flags for the proxy, space-separated. */
   proxyFlags?: string;
+  /** Extra proxy flags (after main.ts), space-separated, e.g. `--workers 2`. */
+  proxyArgs?: string;
 }
 
 /** nginx's version, or undefined when it is not installed (or `disabled`). */
@@ -147,6 +149,7 @@ export async function startStack(
     String(mPort),
     "--cache-ttl",
     `${options.cacheTtlMs}ms`,
+    ...(options.proxyArgs?.split(" ").filter(Boolean) ?? []),
   ], dir);
   let nginx: Proc | undefined;
   if (nginxVersion) {

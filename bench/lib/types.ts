@@ -126,6 +126,8 @@ export interface Report {
     cpus: number;
     commit: string;
     proxyFlags: string | null;
+    /** Extra proxy flags (`--proxy-args`). */
+    proxyArgs?: string | null;
     proxyEntry: string;
     cacheTtlMs: number;
     load: LoadShape;
