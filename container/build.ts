@@ -13,7 +13,8 @@
  * RLIMIT_NPROC is denied): container/containers.conf says both, and this script points CONTAINERS_CONF at it
  * unless the caller set one.
  *
- * Flags: `--tag NAME` (default `localhost/collapser:VERSION`), `--quiet` (only the name).
+ * Flags: `--tag NAME` (default `localhost/collapser:VERSION`), `--quiet` (podman's output only if it fails;
+ * the name is printed all the same).
  *
  * @module
  */
@@ -133,11 +134,17 @@ async function stageBase(stage: string): Promise<void> {
   await run("cp", ["-a", `${app}/node_modules`, `${rootfs}/app/node_modules`]);
 }
 
+/** The environment for running podman here: this one, with CONTAINERS_CONF set to ours unless it is set. */
+export function podmanEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  env.CONTAINERS_CONF ??= `${HERE}containers.conf`;
+  return env;
+}
+
 /** Builds the stand-in base and the image; resolves with the image's name. */
 export async function buildImage(options: { tag?: string; quiet?: boolean } = {}): Promise<string> {
   const tag = options.tag ?? `${IMAGE_REPOSITORY}:${VERSION}`;
-  const env = { ...Deno.env.toObject() };
-  env.CONTAINERS_CONF ??= `${HERE}containers.conf`;
+  const env = podmanEnv();
   const revision =
     (await run("git", ["rev-parse", "HEAD"], { cwd: ROOT, capture: true }).catch(() => "unknown"))
       .trim();
@@ -163,7 +170,7 @@ export async function buildImage(options: { tag?: string; quiet?: boolean } = {}
       "--tag",
       BASE_IMAGE,
       stage,
-    ], { env });
+    ], { env, capture: options.quiet });
   } finally {
     await Deno.remove(stage, { recursive: true });
   }
@@ -187,7 +194,7 @@ export async function buildImage(options: { tag?: string; quiet?: boolean } = {}
     "--tag",
     tag,
     ROOT,
-  ], { env });
+  ], { env, capture: options.quiet });
   return tag;
 }
 
@@ -202,10 +209,7 @@ if (import.meta.main) {
     if (!values.quiet) {
       const size = await run("podman", ["image", "inspect", "--format", "{{.Size}}", tag], {
         capture: true,
-        env: {
-          ...Deno.env.toObject(),
-          CONTAINERS_CONF: Deno.env.get("CONTAINERS_CONF") ?? `${HERE}containers.conf`,
-        },
+        env: podmanEnv(),
       });
       const mb = (Number(size.trim()) / 1e6).toFixed(1);
       console.error(`built in ${((performance.now() - started) / 1000).toFixed(1)} s; ${mb} MB`);
