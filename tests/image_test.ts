@@ -10,105 +10,17 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { admin, gate, newClient, parse, startTestBackend, unary, until } from "./_helpers.ts";
-import { buildImage, NONROOT_UID, podmanEnv } from "../container/build.ts";
+import { buildImage, NONROOT_UID } from "../container/build.ts";
+import { podman, runContainer } from "../container/run.ts";
 
 const UNARY = "/test.Test/Unary";
 const HERD = 10_000;
-
-/** Runs podman and resolves with its standard output; throws with its standard error if it fails. */
-async function podman(...args: string[]): Promise<string> {
-  const output = await new Deno.Command("podman", { args, env: podmanEnv(), stdin: "null" }).output();
-  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  if (!output.success) throw new Error(`podman ${args.join(" ")}: ${text(output.stderr)}`);
-  return text(output.stdout);
-}
 
 /** A value from the proxy's /metrics, 0 if absent. */
 async function metric(port: number, name: string): Promise<number> {
   const { body } = await admin(port, "/metrics");
   const line = body.split("\n").find((l) => l.startsWith(name + " "));
   return line === undefined ? 0 : Number(line.slice(name.length + 1));
-}
-
-/** The proxy in a container, its ports from its start-up log line, and its logs. */
-interface Container extends AsyncDisposable {
-  name: string;
-  port: number;
-  metricsPort: number;
-  logs: Record<string, unknown>[];
-  otherOutput: string[];
-  /** Resolves with the exit code of `podman run`, which is the container's. */
-  status: Promise<number>;
-}
-
-/** `podman run`s the image (attached, so its exit code is the proxy's) and waits for its start-up line. */
-async function runContainer(image: string, args: string[]): Promise<Container> {
-  const name = `collapser-test-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const child = new Deno.Command("podman", {
-    args: [
-      "run",
-      "--rm",
-      "--name",
-      name,
-      "--network",
-      "host",
-      "--read-only",
-      "--read-only-tmpfs=false",
-      "--cap-drop",
-      "ALL",
-      "--security-opt",
-      "no-new-privileges",
-      image,
-      ...args,
-    ],
-    env: podmanEnv(),
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const logs: Record<string, unknown>[] = [];
-  const otherOutput: string[] = [];
-  const started = Promise.withResolvers<Record<string, number>>();
-  const reading = (async () => {
-    let buffered = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        try {
-          const entry = JSON.parse(line);
-          logs.push(entry);
-          if (typeof entry.properties?.port === "number") started.resolve(entry.properties);
-        } catch {
-          otherOutput.push(line);
-        }
-      }
-    }
-    if (buffered) otherOutput.push(buffered);
-    started.reject(new Error(`the container exited before its start-up line:\n${otherOutput.join("\n")}`));
-  })();
-  const status = Promise.all([child.status, reading]).then(([s]) => s.code);
-  try {
-    const properties = await started.promise;
-    return {
-      name,
-      port: properties.port,
-      metricsPort: properties.metricsPort,
-      logs,
-      otherOutput,
-      status,
-      async [Symbol.asyncDispose]() {
-        await podman("rm", "--force", "--ignore", name).catch(() => {});
-        await status;
-      },
-    };
-  } catch (err) {
-    await podman("rm", "--force", "--ignore", name).catch(() => {});
-    await status;
-    throw err;
-  }
 }
 
 Deno.test("the container image collapses a 10,000-call herd and drains on SIGTERM, read-only as uid 65532", async (t) => {
