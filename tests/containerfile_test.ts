@@ -28,7 +28,7 @@ function stages(text: string): { name: string; from: string; instructions: Instr
     if (!match) continue;
     const [, keyword, rest] = match;
     if (keyword === "FROM") {
-      const [from, , name] = rest.split(/\s+/);
+      const [from, , name] = rest.split(/\s+/).filter((word) => !word.startsWith("--platform="));
       result.push({ name, from, instructions: [] });
     } else result.at(-1)?.instructions.push({ keyword, rest: rest.replace(/\s+/g, " ").trim() });
   }
