@@ -20,11 +20,15 @@ import { observers } from "./src/server/observer.ts";
 import { StatusBoard } from "./src/admin/status.ts";
 import { TlsError, TlsMaterial } from "./src/wire/tls.ts";
 import { VERSION } from "./src/util/version.ts";
+import { parseProbe } from "./src/config/probe_flags.ts";
+import { probe } from "./src/admin/probe.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
+    const probing = parseProbe(args, Deno.env.toObject());
+    if (probing) return await probe(probing);
     parsed = parseConfig(args, Deno.env.toObject());
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

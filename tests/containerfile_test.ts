@@ -57,6 +57,11 @@ Deno.test("Containerfile: both targets run the proxy the same way", () => {
     assert.deepEqual(values(name, "STOPSIGNAL"), ["SIGTERM"], name);
     assert.deepEqual(values(name, "CMD"), [], `${name}: no CMD, the flags are the caller's`);
     const [entrypoint] = values(name, "ENTRYPOINT");
+    const [healthcheck] = values(name, "HEALTHCHECK");
+    assert.ok(
+      healthcheck.endsWith(`CMD ${entrypoint.slice(0, -1)}, "--probe", "health"]`),
+      `${name}: the health check is the entrypoint's own --probe health: ${healthcheck}`,
+    );
     assert.ok(entrypoint.startsWith("["), `${name}: exec form, so the proxy is PID 1 and no shell is needed`);
     const labels = values(name, "LABEL").join(" ");
     for (const label of ["title", "version", "revision", "created", "description"]) {

@@ -74,6 +74,19 @@ Deno.test("the container image collapses a 10,000-call herd and drains on SIGTER
       await until(async () => (await admin(container.metricsPort, "/ready")).status === 200, "/ready");
     });
 
+    await t.step("the proxy's own probe works inside the image (no shell, read-only)", async () => {
+      const { Entrypoint } = JSON.parse(
+        await podman("image", "inspect", "--format", "{{json .Config}}", image),
+      );
+      const port = String(container.metricsPort);
+      await podman("exec", container.name, ...Entrypoint, "--probe", "ready", "--metrics-port", port);
+      await assert.rejects(
+        podman("exec", container.name, ...Entrypoint, "--probe", "ready", "--metrics-port", "1"),
+        /collapser: http:\/\/127\.0\.0\.1:1\/ready: /,
+        "a probe of a port with nothing on it fails",
+      );
+    });
+
     await t.step(`a herd of ${HERD} identical calls is one backend call`, async () => {
       const calls = Array.from({ length: HERD }, () => unary(client!, UNARY, { q: "herd" }));
       await until(
