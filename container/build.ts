@@ -141,6 +141,13 @@ export function podmanEnv(): Record<string, string> {
   return env;
 }
 
+/** The ID of the image `name` names, or undefined if there is none. */
+async function imageId(name: string, env: Record<string, string>): Promise<string | undefined> {
+  const id = await run("podman", ["image", "inspect", "--format", "{{.Id}}", name], { env, capture: true })
+    .catch(() => "");
+  return id.trim() || undefined;
+}
+
 /** Builds the stand-in base and the image; resolves with the image's name. */
 export async function buildImage(options: { tag?: string; quiet?: boolean } = {}): Promise<string> {
   const tag = options.tag ?? `${IMAGE_REPOSITORY}:${VERSION}`;
@@ -155,6 +162,9 @@ export async function buildImage(options: { tag?: string; quiet?: boolean } = {}
   const created = new Date(Number(epoch) * 1000).toISOString().replace(/\.\d+Z$/, "Z");
   const quiet = options.quiet ? ["--quiet"] : [];
 
+  // What the two names point at now: a rebuild leaves those images nameless, and removing them keeps
+  // repeated builds from filling the container storage.
+  const previous = await Promise.all([BASE_IMAGE, tag].map((name) => imageId(name, env)));
   const stage = await Deno.makeTempDir({ prefix: "collapser-image-" });
   try {
     await stageBase(stage);
@@ -195,6 +205,11 @@ export async function buildImage(options: { tag?: string; quiet?: boolean } = {}
     tag,
     ROOT,
   ], { env, capture: options.quiet });
+  const current = await Promise.all([BASE_IMAGE, tag].map((name) => imageId(name, env)));
+  for (const id of previous) {
+    // Still in use (a container, or another name) means podman refuses, which is what we want.
+    if (id && !current.includes(id)) await run("podman", ["rmi", id], { env, capture: true }).catch(() => {});
+  }
   return tag;
 }
 
