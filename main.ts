@@ -23,11 +23,15 @@ import { VERSION } from "./src/util/version.ts";
 import { formatMessage, workerIndex } from "./src/supervisor/protocol.ts";
 import { watchRecycling } from "./src/supervisor/recycle.ts";
 import { runSupervisor } from "./src/supervisor/run.ts";
+import { parseProbe } from "./src/config/probe_flags.ts";
+import { probe } from "./src/admin/probe.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   let parsed;
   try {
+    const probing = parseProbe(args, Deno.env.toObject());
+    if (probing) return await probe(probing);
     parsed = parseConfig(args, Deno.env.toObject());
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -11,3 +11,4 @@ export * from "./metrics.ts";
 export * from "./status.ts";
 export * from "./status_page.ts";
 export * from "./hot_keys.ts";
+export * from "./probe.ts";

@@ -10,6 +10,7 @@
 
 export * from "./config.ts";
 export * from "./config_view.ts";
+export * from "./probe_flags.ts";
 export * from "./reader.ts";
 export * from "./redis_flags.ts";
 export * from "./tls_flags.ts";

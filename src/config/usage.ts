@@ -85,6 +85,10 @@ Several cores (one supervisor, N worker processes on one port):
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)
   --shutdown-timeout DURATION  bound on draining calls at shutdown       [SHUTDOWN_TIMEOUT] (default 30s)
   -h, --help                 print this help and exit
+  --probe health|ready       instead of starting: ask the proxy running  [METRICS_PORT, GRPC_HOST]
+                             here (its admin port, --metrics-port) and
+                             exit 0 if it answers 200, else 1; a health
+                             check for images without a shell
 
 Durations are Go-style: 100ms, 10s, 1m30s.
 `;

@@ -5,4 +5,4 @@
  */
 
 /** This release. */
-export const VERSION = "0.4.0";
+export const VERSION = "0.5.0";
