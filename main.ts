@@ -19,6 +19,7 @@ import { Proxy } from "./src/server/proxy.ts";
 import { observers } from "./src/server/observer.ts";
 import { StatusBoard } from "./src/admin/status.ts";
 import { TlsError, TlsMaterial } from "./src/wire/tls.ts";
+import { loadRedisTls } from "./src/fleet/redis_config.ts";
 import { VERSION } from "./src/util/version.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
@@ -45,9 +46,10 @@ export async function main(args: string[]): Promise<number> {
     reflection: config.reflection ? config.backend : undefined,
   });
   const tlsMaterial = new TlsMaterial({ tls: config.tls, backendTls: config.backendTls });
-  let policy, tls;
+  let policy, tls, redis;
   try {
     tls = await tlsMaterial.load();
+    redis = await loadRedisTls(config.redis);
     policy = await policySource.load();
   } catch (err) {
     // A bad file is a bad flag; a backend that does not answer reflection is not.
@@ -65,6 +67,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     proxy = await Proxy.start({
       ...config,
+      redis,
       tls: tls.tls,
       backendTls: tls.backendTls,
       policy,

@@ -50,6 +50,8 @@ export interface RedisLink {
    * {@linkcode keysOf} names there), re-subscribing after reconnects and topology changes.
    */
   subscribe(namespace: string, listener: (message: Uint8Array) => void): Promise<void>;
+  /** The shards serving keys now (a Cluster's masters), for reporting which are down; none for one Redis. */
+  shards?(): readonly string[];
   /** Sets what to call when the connection is lost (`down`) or comes back (`up`). */
   onConnection(listener: (state: "up" | "down", reason: string) => void): void;
   /** Closes both connections. */

@@ -45,6 +45,10 @@ const SHARD_ERRORS = /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|READONLY)/;
 const RESUBSCRIBE_EVENT = "__resubscribeListeners";
 /** How long to wait before subscribing again to channels whose subscription failed, in ms. */
 const RESUBSCRIBE_RETRY_MS = 1_000;
+/** How often to look for the tier's slots without a master in the slot map (then ask the cluster again). */
+const COVERAGE_CHECK_MS = 1_000;
+/** The shard of slots the slot map gives no master (a cluster still forming, or slots lost for good). */
+const NO_MASTER = "slots without a master";
 
 /** Starts connecting to the cluster (without waiting: seeds that do not answer yet are retried). */
 export function openRedisClusterLink(config: RedisConfig): RedisLink {
@@ -64,6 +68,7 @@ class ClusterLink implements RedisLink {
   /** The shard channels and the listener subscribed to them, once subscribe() was called. */
   #subscription: { channels: string[]; listener: Listener } | undefined;
   #retry: ReturnType<typeof setTimeout> | undefined;
+  readonly #coverage: ReturnType<typeof setInterval>;
 
   constructor(config: RedisConfig) {
     const seeds = config.cluster ?? [];
@@ -92,6 +97,7 @@ class ClusterLink implements RedisLink {
     );
     this.#cluster.on("sharded-channel-moved-error", () => this.#scheduleResubscribe());
     this.#guardResubscribe();
+    this.#coverage = setInterval(() => this.#checkCoverage(), COVERAGE_CHECK_MS);
     this.#connect();
   }
 
@@ -105,6 +111,12 @@ class ClusterLink implements RedisLink {
       channel: `${tagged}answers`,
       shard: this.#shardOf(bucket * (CLUSTER_SLOTS / CLUSTER_BUCKETS)),
     };
+  }
+
+  shards(): readonly string[] {
+    return this.#cluster.isReady
+      ? [...this.#cluster.masters.map((m) => `master ${m.address}`), NO_MASTER]
+      : [];
   }
 
   onConnection(listener: (state: "up" | "down", reason: string) => void): void {
@@ -159,6 +171,7 @@ class ClusterLink implements RedisLink {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
+    clearInterval(this.#coverage);
     this.#connected.resolve();
     this.#cluster.destroy();
     await Promise.resolve();
@@ -182,11 +195,35 @@ class ClusterLink implements RedisLink {
     }
   }
 
-  /** The master serving `slot` now (its address), or the slot itself when the map has none for it. */
+  /**
+   * The master serving `slot` now (its address), or {@linkcode NO_MASTER} when the map has none for it;
+   * undefined while there is no slot map at all (the whole tier's failure, not a shard's).
+   */
   #shardOf(slot: number): string | undefined {
-    if (!this.#cluster.isReady) return undefined;
+    if (!this.#connectedToMasters()) return undefined;
     const master = this.#cluster.slots[slot]?.master;
-    return master === undefined ? `slot ${slot} (no master)` : `master ${master.address}`;
+    return master === undefined ? NO_MASTER : `master ${master.address}`;
+  }
+
+  #connectedToMasters(): boolean {
+    return this.#cluster.isReady && this.#cluster.masters.length > 0;
+  }
+
+  /**
+   * The client refreshes its slot map after MOVED and when a node it uses stops answering, but not when
+   * slots simply have no master in it (it sends nothing for them): a cluster still forming when we
+   * connected, or slots whose master and replicas are all gone. So while any of the tier's slots has none,
+   * ask the cluster again every second.
+   */
+  #checkCoverage(): void {
+    if (!this.#cluster.isReady) return;
+    const slots = this.#cluster.slots;
+    for (let bucket = 0; bucket < CLUSTER_BUCKETS; bucket++) {
+      if (slots[bucket * (CLUSTER_SLOTS / CLUSTER_BUCKETS)]?.master === undefined) {
+        this.#cluster._slots.rediscover().catch(() => {});
+        return;
+      }
+    }
   }
 
   /** A script for `keys`, with its failures sorted into the shard's and the whole tier's. */
@@ -210,12 +247,8 @@ class ClusterLink implements RedisLink {
    * tier's; otherwise (a node's connection closed, refused or offline, too many redirections) the shard's.
    */
   #sorted(err: unknown, keys: TierKeys): unknown {
-    if (err instanceof ErrorReply) {
-      return SHARD_ERRORS.test(err.message)
-        ? new ShardUnavailable(keys.shard ?? "cluster", { cause: err })
-        : err;
-    }
-    if (!this.#cluster.isReady || keys.shard === undefined) return err;
+    if (!this.#connectedToMasters() || keys.shard === undefined) return err;
+    if (err instanceof ErrorReply && !SHARD_ERRORS.test(err.message)) return err;
     return new ShardUnavailable(keys.shard, { cause: err });
   }
 

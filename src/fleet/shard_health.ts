@@ -49,8 +49,14 @@ export class ShardHealth {
     this.#now = options.now ?? (() => performance.now());
   }
 
-  /** The shards down now. */
-  get down(): string[] {
+  /**
+   * The shards down now, among `current` (the shards serving keys now, when known): one that no longer
+   * serves any (a master replaced by its replica) is forgotten.
+   */
+  down(current?: readonly string[]): string[] {
+    if (current !== undefined) {
+      for (const name of this.#shards.keys()) if (!current.includes(name)) this.#shards.delete(name);
+    }
     return [...this.#shards].filter(([, s]) => s.retryAt !== undefined).map(([name]) => name);
   }
 

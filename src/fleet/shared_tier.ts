@@ -168,7 +168,7 @@ export class SharedTier {
       waits: { ...s.waits },
       settles: { ...s.settles },
       outages: this.#health.outages,
-      shards: this.#health.shards,
+      shards: this.#health.shards(this.#link.shards?.()),
     };
   }
 

@@ -74,9 +74,9 @@ export class TierHealth {
     return this.#up && (shard === undefined || this.#shards.usable(shard));
   }
 
-  /** The shards down now, and how many times one went down. */
-  get shards(): { down: string[]; outages: number } {
-    return { down: this.#shards.down, outages: this.#shards.outages };
+  /** The shards down now (among `current`, the shards serving keys now), and how many times one went down. */
+  shards(current?: readonly string[]): { down: string[]; outages: number } {
+    return { down: this.#shards.down(current), outages: this.#shards.outages };
   }
 
   /**
