@@ -501,3 +501,17 @@ export function payloadsOn(node: ClusterNodeInfo, tag: string, n: number): { ite
   }
   return found;
 }
+
+/** The tier's settings for a Sentinel set (the master `name` they watch), with a prefix of the test's own. */
+export function sentinelConfig(
+  seeds: readonly string[],
+  name: string,
+  overrides: Partial<RedisConfig> = {},
+): RedisConfig {
+  const { cluster: _, ...config } = clusterConfig(seeds);
+  return {
+    ...config,
+    sentinel: { nodes: parseRedisNodes(seeds.join(","), 26379), master: name },
+    ...overrides,
+  };
+}

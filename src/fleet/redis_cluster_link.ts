@@ -29,7 +29,7 @@ import { Buffer } from "node:buffer";
 import { log } from "../util/log.ts";
 import { type Lookup, type RedisLink, ShardUnavailable, type TierKeys } from "./link.ts";
 import type { RedisConfig } from "./redis_config.ts";
-import { backoff, describe, socketOptions } from "./redis_options.ts";
+import { backoff, describe, Reason, socketOptions } from "./redis_options.ts";
 import { bufferOf, lockArg, lookup, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
 import { bucketOf, bucketTags, CLUSTER_BUCKETS, CLUSTER_SLOTS } from "./slots.ts";
 
@@ -63,7 +63,7 @@ class ClusterLink implements RedisLink {
   readonly #tags = bucketTags();
   #listener: (state: "up" | "down", reason: string) => void = () => {};
   #closed = false;
-  #lastError = "no answer yet";
+  readonly #reason = new Reason();
   readonly #connected = Promise.withResolvers<void>();
   /** The shard channels and the listener subscribed to them, once subscribe() was called. */
   #subscription: { channels: string[]; listener: Listener } | undefined;
@@ -90,7 +90,7 @@ class ClusterLink implements RedisLink {
     });
     this.#binary = this.#cluster.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
     // An 'error' event without a listener would throw. Discovery errors say why a seed did not answer.
-    this.#cluster.on("error", (err: unknown) => this.#lastError = describe(err));
+    this.#cluster.on("error", (err: unknown) => this.#reason.note(err));
     this.#cluster.on(
       "node-error",
       (err: unknown) => log.debug("redis cluster node: {error}", { error: describe(err) }),
@@ -184,7 +184,7 @@ class ClusterLink implements RedisLink {
         await this.#cluster.connect();
       } catch (err) {
         if (this.#closed) return;
-        this.#listener("down", `no cluster node answers (${this.#lastError}; ${describe(err)})`);
+        this.#listener("down", `no cluster node answers (${this.#reason.take()}; ${describe(err)})`);
         await new Promise((resolve) => setTimeout(resolve, backoff(attempt)));
         continue;
       }

@@ -20,7 +20,7 @@ import { createClient, RESP_TYPES } from "@redis/client";
 import { Buffer } from "node:buffer";
 import type { RedisConfig } from "./redis_config.ts";
 import type { Lookup, RedisLink, TierKeys } from "./link.ts";
-import { describe, socketOptions } from "./redis_options.ts";
+import { Reason, REASON_WINDOW_MS, socketOptions } from "./redis_options.ts";
 import { bufferOf, lockArg, lookup, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
 
 /** Opens the two connections (without waiting for them: a Redis that is not there yet is retried). */
@@ -39,6 +39,8 @@ class NodeRedisLink implements RedisLink {
   readonly #binary;
   readonly #subscriber;
   #listener: (state: "up" | "down", reason: string) => void = () => {};
+  readonly #reason = new Reason();
+  #reporting: ReturnType<typeof setTimeout> | undefined;
 
   constructor(config: RedisConfig) {
     const options = {
@@ -51,8 +53,8 @@ class NodeRedisLink implements RedisLink {
     this.#binary = this.#client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
     this.#subscriber = createClient({ ...options, disableOfflineQueue: false });
     // Without an 'error' listener node-redis stops reconnecting. Each failed attempt is one event; the
-    // tier logs one warning per outage.
-    this.#client.on("error", (err: unknown) => this.#listener("down", describe(err)));
+    // tier logs one warning per outage, with the most telling reason seen in its first moments.
+    this.#client.on("error", (err: unknown) => this.#errored(err));
     this.#client.on("ready", () => this.#listener("up", "connected"));
     this.#subscriber.on("error", () => {});
     // connect() settles only once Redis answers; the proxy does not wait for it.
@@ -114,7 +116,16 @@ class NodeRedisLink implements RedisLink {
     );
   }
 
+  #errored(err: unknown): void {
+    this.#reason.note(err);
+    this.#reporting ??= setTimeout(() => {
+      this.#reporting = undefined;
+      this.#listener("down", this.#reason.take());
+    }, REASON_WINDOW_MS);
+  }
+
   async close(): Promise<void> {
+    clearTimeout(this.#reporting);
     this.#client.destroy();
     this.#subscriber.destroy();
     await Promise.resolve();
