@@ -51,13 +51,19 @@ function tlsServerArgs(port: number, tls: RedisTlsFiles): string[] {
   ];
 }
 
-/** `redis-cli` on `127.0.0.1:port` (over TLS with `tls`); resolves with its output, trimmed. */
-export async function redisCli(port: number, args: string[], tls?: RedisTlsFiles): Promise<string> {
+/** `redis-cli` on `127.0.0.1:port` (over TLS with `tls`, with `password`); resolves with its output, trimmed. */
+export async function redisCli(
+  port: number,
+  args: string[],
+  tls?: RedisTlsFiles,
+  password?: string,
+): Promise<string> {
   const tlsArgs = tls
     ? ["--tls", "--cacert", tls.ca.cert, "--cert", tls.client.cert, "--key", tls.client.key]
     : [];
   const output = await new Deno.Command("redis-cli", {
     args: ["-h", "127.0.0.1", "-p", String(port), ...tlsArgs, ...args],
+    env: password === undefined ? {} : { REDISCLI_AUTH: password },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -90,7 +96,12 @@ export async function poll(
 /** One redis-server process that can be killed and started again on its port. */
 class Node {
   #child: Deno.ChildProcess | undefined;
-  constructor(readonly port: number, readonly args: string[], readonly tls?: RedisTlsFiles) {}
+  constructor(
+    readonly port: number,
+    readonly args: string[],
+    readonly tls?: RedisTlsFiles,
+    readonly password?: string,
+  ) {}
 
   get running(): boolean {
     return this.#child !== undefined;
@@ -103,7 +114,10 @@ class Node {
       stdout: "null",
       stderr: "null",
     }).spawn();
-    await poll(async () => (await redisCli(this.port, ["PING"], this.tls)) === "PONG", `:${this.port} PING`);
+    await poll(
+      async () => (await redisCli(this.port, ["PING"], this.tls, this.password)) === "PONG",
+      `:${this.port} PING`,
+    );
   }
 
   /** SIGKILL: the node dies at once, as in a crash. */
@@ -120,7 +134,7 @@ class Node {
   }
 
   cli(...args: string[]): Promise<string> {
-    return redisCli(this.port, args, this.tls);
+    return redisCli(this.port, args, this.tls, this.password);
   }
 }
 
@@ -170,6 +184,8 @@ export interface ClusterOptions {
   ports?: number[];
   /** More redis-server arguments for every node. */
   args?: string[];
+  /** Clients (and nodes, to each other) must authenticate with this password. */
+  password?: string;
 }
 
 /**
@@ -210,9 +226,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
         // A replica syncs at once (Redis 7 waits 5 s for more replicas to join a diskless sync).
         "--repl-diskless-sync-delay",
         "0",
+        ...options.password === undefined
+          ? []
+          : ["--requirepass", options.password, "--masterauth", options.password],
         ...options.args ?? [],
       ],
       options.tls,
+      options.password,
     )
   );
   const byPort = new Map(nodes.map((n) => [n.port, n]));
@@ -271,14 +291,19 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
   };
   try {
     await Promise.all(nodes.map((n) => n.start()));
-    await redisCli(ports[0], [
-      "--cluster",
-      "create",
-      ...cluster.seeds,
-      "--cluster-replicas",
-      String(options.replicas ?? 1),
-      "--cluster-yes",
-    ], options.tls);
+    await redisCli(
+      ports[0],
+      [
+        "--cluster",
+        "create",
+        ...cluster.seeds,
+        "--cluster-replicas",
+        String(options.replicas ?? 1),
+        "--cluster-yes",
+      ],
+      options.tls,
+      options.password,
+    );
     await cluster.settled();
     // Replicas in sync with their masters: a failover needs a replica that has the data.
     await poll(async () => {

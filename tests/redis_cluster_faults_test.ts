@@ -263,3 +263,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "Redis Cluster: with a password (REDIS_PASSWORD / --redis-password) the tier is in use; a wrong one → served locally, one outage",
+  ...NO_LEAKS,
+  async fn() {
+    await using cluster = await startCluster({ replicas: 0, password: "s3cret-7d1" });
+    const backend = await startTestBackend();
+    try {
+      await using right = await startFleet(
+        backend,
+        2,
+        clusterConfig(cluster.seeds, { password: "s3cret-7d1" }),
+      );
+      for (const proxy of right.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+      assert.equal(await herd(backend, right.clients, { item: "authenticated" }), 1);
+      await using wrong = await startFleet(backend, 1, clusterConfig(cluster.seeds, { password: "not-it" }));
+      const [proxy] = wrong.proxies;
+      const before = backend.calls.Unary;
+      for (let i = 0; i < 10; i++) {
+        const result = await unary(wrong.clients[0], "/test.Test/Unary", { wrong: i });
+        assert.equal(result.status.code, grpc.status.OK, result.status.details);
+      }
+      assert.equal(backend.calls.Unary - before, 10, "served locally");
+      assert.equal(proxy.tier!.up, false);
+      assert.equal(proxy.tier!.stats.outages, 1, "one outage (one warning), not one per attempt");
+    } finally {
+      backend.close();
+    }
+  },
+});

@@ -8,7 +8,16 @@
 
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { gate, parse, startTestBackend, unary, until } from "./_helpers.ts";
+import {
+  admin,
+  gate,
+  newClient,
+  parse,
+  startCollapserProcess,
+  startTestBackend,
+  unary,
+  until,
+} from "./_helpers.ts";
 import { heldBackend, startFleet } from "./_redis.ts";
 import { clusterConfig, keysOn, type RedisCluster, startCluster } from "./_redis_cluster.ts";
 import { bucketTags, CLUSTER_BUCKETS, keySlot } from "../src/fleet/slots.ts";
@@ -116,6 +125,55 @@ Deno.test({
     const tags = bucketTags();
     for (const b of [0, 1, 2, 341, 512, 1023]) {
       assert.equal(Number(await c.cli(c.ports[0], "CLUSTER", "KEYSLOT", `x{${tags[b]}}y`)), b * 16);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Redis Cluster (process): --redis-cluster from the command line (one seed) → in use, metrics and status say so; two processes share",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const c = await cluster();
+    const release = gate();
+    const backend = await startTestBackend(heldBackend(release.promise));
+    try {
+      const args = ["--backend", backend.address, "--redis-cluster", c.seeds[1], "--redis-prefix", "proc:"];
+      await using a = await startCollapserProcess(args);
+      await using b = await startCollapserProcess(args);
+      const metrics = async (port: number) => (await admin(port, "/metrics")).body;
+      for (const proc of [a, b]) {
+        await until(
+          async () => /^collapser_redis_up 1$/m.test(await metrics(proc.metricsPort)),
+          "the tier in use",
+        );
+        const text = await metrics(proc.metricsPort);
+        assert.match(text, /^collapser_redis_shards_down 0$/m);
+        assert.match(text, /^collapser_redis_shard_outages_total 0$/m);
+        assert.deepEqual(proc.logs.filter((l) => !["INFO", "DEBUG"].includes(String(l.level))), []);
+        const status = JSON.parse((await admin(proc.metricsPort, "/status.json")).body);
+        assert.equal(status.config.redis, `cluster ${c.seeds[1]}`);
+      }
+      const clients = [newClient(a.port), newClient(b.port)];
+      try {
+        const calls = clients.flatMap((client) =>
+          Array.from({ length: 5 }, () => unary(client, "/test.Test/Unary", { item: "process" }))
+        );
+        await until(() => backend.calls.Unary === 1, "the first backend call");
+        // The other process waits on the lock (its lookup said so) before the answer is released.
+        await until(async () =>
+          /collapser_redis_lookups_total\{result="wait"\} 1/.test(
+            (await metrics(a.metricsPort)) + (await metrics(b.metricsPort)),
+          ), "one process waiting on the other's lock");
+        release.open();
+        for (const result of await Promise.all(calls)) assert.equal(result.status.code, grpc.status.OK);
+        assert.equal(backend.calls.Unary, 1, "one backend call for both processes");
+      } finally {
+        for (const client of clients) client.close();
+      }
+    } finally {
+      backend.close();
     }
   },
 });
