@@ -69,3 +69,17 @@ Deno.test("ShardHealth: a master that no longer serves keys (failed over) is for
   assert.deepEqual(health.down([promoted]), [], "the slot map no longer names it");
   assert.equal(health.usable(old), true);
 });
+
+Deno.test("ShardHealth: a passing refusal (TRYAGAIN while a slot migrates) counts like a late reply", () => {
+  const { health } = clocked();
+  const a = "master 10.0.0.1:7000";
+  const tryAgain = new ShardUnavailable(a, {
+    cause: new Error("TRYAGAIN Multiple keys request"),
+    transient: true,
+  });
+  assert.equal(health.failed(a, tryAgain, false), true, "the shard's to judge");
+  assert.equal(health.failed(a, tryAgain, false), true);
+  assert.deepEqual(health.down(), [], "two: the master is not down");
+  health.failed(a, tryAgain, false);
+  assert.deepEqual(health.down(), [a], "three in a row");
+});

@@ -79,11 +79,17 @@ export interface TierKeys {
 export class ShardUnavailable extends Error {
   /** The part of Redis (a Cluster master's address). */
   readonly shard: string;
+  /**
+   * A passing condition of one slot rather than its master (`TRYAGAIN` while the slot migrates): it counts
+   * like a late reply, several in a row before the shard is taken as down.
+   */
+  readonly transient: boolean;
 
-  constructor(shard: string, options?: ErrorOptions) {
+  constructor(shard: string, options?: ErrorOptions & { transient?: boolean }) {
     const cause = options?.cause;
     super(`${shard}: ${cause instanceof Error ? cause.message || cause.name : String(cause)}`, options);
     this.name = "ShardUnavailable";
     this.shard = shard;
+    this.transient = options?.transient ?? false;
   }
 }

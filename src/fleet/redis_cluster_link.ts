@@ -17,7 +17,7 @@
  * redirections — is a {@linkcode ShardUnavailable} for the master serving the keys' slot
  * ({@linkcode TierKeys.shard}): that call goes to the backend, that master's keys stay local for a while
  * (shard_health.ts), and the other masters' keys are still shared. `TRYAGAIN` (a slot half migrated) is
- * retried twice first.
+ * retried twice, then falls back for that call only (three in a row count as the master's failure).
  *
  * This module is only loaded with `--redis-cluster`.
  *
@@ -40,7 +40,7 @@ const MAX_REDIRECTIONS = 8;
 /** `TRYAGAIN` (a multi-key command on a slot half migrated): retries, this far apart (ms × attempt). */
 const TRY_AGAIN = { retries: 2, delayMs: 20 };
 /** Errors from a node that mean its slots have no usable master now. */
-const SHARD_ERRORS = /^(CLUSTERDOWN|TRYAGAIN|MASTERDOWN|LOADING|READONLY)/;
+const SHARD_ERRORS = /^(CLUSTERDOWN|MASTERDOWN|LOADING|READONLY)/;
 /** The cluster client's own event for re-subscribing listeners of a node that left (see below). */
 const RESUBSCRIBE_EVENT = "__resubscribeListeners";
 /** How long to wait before subscribing again to channels whose subscription failed, in ms. */
@@ -248,6 +248,9 @@ class ClusterLink implements RedisLink {
    */
   #sorted(err: unknown, keys: TierKeys): unknown {
     if (!this.#connectedToMasters() || keys.shard === undefined) return err;
+    if (err instanceof ErrorReply && err.message.startsWith("TRYAGAIN")) {
+      return new ShardUnavailable(keys.shard, { cause: err, transient: true });
+    }
     if (err instanceof ErrorReply && !SHARD_ERRORS.test(err.message)) return err;
     return new ShardUnavailable(keys.shard, { cause: err });
   }

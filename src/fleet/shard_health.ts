@@ -3,7 +3,7 @@
  * master that is gone — killed, partitioned, or failing over to its replica — must not put the whole tier
  * down: only its keys go to the backend for a while, the other masters' keys are still shared. So a shard
  * is a circuit breaker of its own: {@linkcode ShardUnavailable} (or three round trips in a row past the
- * timeout) opens it — one warning per outage — and `retryMs` later one call goes through to try it; an
+ * timeout, or refused for a passing reason such as a slot migrating) opens it — one warning per outage — and `retryMs` later one call goes through to try it; an
  * answer closes it (one info line), another failure keeps it open for another `retryMs`. A failover needs no
  * trial: the slot's new master is another shard, healthy from the start.
  *
@@ -96,7 +96,8 @@ export class ShardHealth {
       state = { timeouts: 0, retryAt: undefined };
       this.#shards.set(shard, state);
     }
-    if (timedOut && ++state.timeouts < TIMEOUTS_FOR_OUTAGE) return true;
+    const passing = timedOut || (err instanceof ShardUnavailable && err.transient);
+    if (passing && ++state.timeouts < TIMEOUTS_FOR_OUTAGE) return true;
     if (state.retryAt === undefined) {
       this.outages++;
       log.warn(
