@@ -53,10 +53,8 @@
  * 118 → 95 ms; Zipf 0.66x; 1 × 1 misses +295 µs (+20%); 8 × 16 misses 0.92x (+53 µs per call); cache hits
  * 1.00x; 0 outages, 0 skipped lookups.
  *
- * (D), 2026-12-03, `--only d` twice (2 and 3 rounds) on a machine loaded by other work (load 8–11 on 2
- * cores; compare within a run): hot key 0.77 vs 0.79 / 0.63 vs 0.63 backend calls per TTL (one Redis vs
- * the cluster); Zipf backend calls 0.99x / 1.05x; 1 × 1 misses p50 +1.21 / +0.69 ms; cluster scripts per
- * master 28–39% each (a hot key: 100% on its master). docs/performance.md quotes them.
+ * (D), 2026-12-03, `--only d`, two runs on a loaded machine: see docs/performance.md ("Redis Cluster vs
+ * one Redis").
  *
  * @module
  */
