@@ -8,7 +8,16 @@
 
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { parse, startTestBackend, type TestBackend, unary, until } from "./_helpers.ts";
+import {
+  admin,
+  newClient,
+  parse,
+  startCollapserProcess,
+  startTestBackend,
+  type TestBackend,
+  unary,
+  until,
+} from "./_helpers.ts";
 import { startFleet } from "./_redis.ts";
 import {
   clusterConfig,
@@ -289,6 +298,43 @@ Deno.test({
       assert.equal(backend.calls.Unary - before, 10, "served locally");
       assert.equal(proxy.tier!.up, false);
       assert.equal(proxy.tier!.stats.outages, 1, "one outage (one warning), not one per attempt");
+    } finally {
+      backend.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Redis Cluster (process): no seed answers → one warning that says so, every call served, /ready ready",
+  ...NO_LEAKS,
+  async fn() {
+    const backend = await startTestBackend();
+    try {
+      const seeds = `127.0.0.1:${freePort()},127.0.0.1:${freePort()}`;
+      await using proc = await startCollapserProcess([
+        "--backend",
+        backend.address,
+        "--redis-cluster",
+        seeds,
+      ]);
+      const client = newClient(proc.port);
+      try {
+        for (let i = 0; i < 50; i++) {
+          const result = await unary(client, "/test.Test/Unary", { i });
+          assert.equal(result.status.code, grpc.status.OK, result.status.details);
+        }
+      } finally {
+        client.close();
+      }
+      assert.equal(backend.calls.Unary, 50);
+      assert.equal((await admin(proc.metricsPort, "/ready")).status, 200, "ready: Redis is not the backend");
+      const warnings = proc.logs.filter((l) => !["INFO", "DEBUG"].includes(String(l.level)));
+      assert.equal(warnings.length, 1, JSON.stringify(warnings));
+      assert.match(
+        String(warnings[0].message),
+        /^redis unavailable \(no cluster node answers \(.*ECONNREFUSED/,
+      );
     } finally {
       backend.close();
     }
