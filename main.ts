@@ -19,6 +19,7 @@ import { Proxy } from "./src/server/proxy.ts";
 import { observers } from "./src/server/observer.ts";
 import { StatusBoard } from "./src/admin/status.ts";
 import { TlsError, TlsMaterial } from "./src/wire/tls.ts";
+import { loadRedisTls } from "./src/fleet/redis_config.ts";
 import { VERSION } from "./src/util/version.ts";
 import { formatMessage, workerIndex } from "./src/supervisor/protocol.ts";
 import { watchRecycling } from "./src/supervisor/recycle.ts";
@@ -54,9 +55,10 @@ export async function main(args: string[]): Promise<number> {
     reflection: config.reflection ? config.backend : undefined,
   });
   const tlsMaterial = new TlsMaterial({ tls: config.tls, backendTls: config.backendTls });
-  let policy, tls;
+  let policy, tls, redis;
   try {
     tls = await tlsMaterial.load();
+    redis = await loadRedisTls(config.redis);
     policy = await policySource.load();
   } catch (err) {
     // A bad file is a bad flag; a backend that does not answer reflection is not.
@@ -74,6 +76,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     proxy = await Proxy.start({
       ...config,
+      redis,
       tls: tls.tls,
       backendTls: tls.backendTls,
       policy,

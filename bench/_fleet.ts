@@ -10,6 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { type CollapserProcess, startCollapserProcess } from "../tests/_helpers.ts";
 import { freePort, type RedisServer, startRedis } from "../tests/_redis.ts";
+import { type RedisCluster, startCluster } from "../tests/_redis_cluster.ts";
 import type { LoadResult } from "./loadgen.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -46,6 +47,13 @@ export class Fleet {
     const redis = await startRedis();
     this.#stops.add(() => redis.kill());
     return redis;
+  }
+
+  /** A Redis Cluster on loopback: 3 masters, each with a replica (tests/_redis_cluster.ts). */
+  async cluster(): Promise<RedisCluster> {
+    const cluster = await startCluster();
+    this.#stops.add(async () => await cluster[Symbol.asyncDispose]());
+    return cluster;
   }
 
   /** examples/backend.ts with `--delay delay`; resolves once it listens. */
@@ -343,4 +351,16 @@ export function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]));
   return [head, ...rows].map((r) => line(r).join("  ").trimEnd()).join("\n");
+}
+
+/** Scripts run (EVALSHA and EVAL, the tier's round trips) on each master of `cluster` so far, by port. */
+export async function scriptsPerMaster(cluster: RedisCluster): Promise<Map<number, number>> {
+  const counts = new Map<number, number>();
+  for (const master of (await cluster.nodes()).filter((n) => n.role === "master" && !n.failed)) {
+    const stats = await cluster.cli(master.port, "INFO", "commandstats");
+    let calls = 0;
+    for (const match of stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)) calls += Number(match[1]);
+    counts.set(master.port, calls);
+  }
+  return counts;
 }

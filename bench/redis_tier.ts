@@ -12,17 +12,21 @@
  *   1 × 1 (latency), and a hot key (cache hits), without vs with `--redis`.
  * - (C) `--reuse-port`: 1 process vs 2 on one port (without and with `--redis`), 16 connections (loadgen
  *   opens each with its own `http2.connect`, so the kernel spreads them), unique keys and a hot key.
+ * - (D) Redis Cluster (3 masters + 3 replicas on loopback, tests/_redis_cluster.ts) vs one Redis: the fleet
+ *   of (A) on each (backend calls per TTL for the hot key, Zipf: the tier's hit rate and the share of
+ *   requests that needed no backend call), the miss path of (B) on each (cost per miss), and how the
+ *   cluster's script round trips spread over its masters (`INFO commandstats`).
  *
  * Configurations alternate round by round (A B B A, A B C C B A) and the ratios compare them: the machine
  * is a shared 2-core box whose speed drifts. Tables go to stdout, then one JSON line; progress to stderr.
  *
  * ```sh
- * deno task bench:redis                   # full run, ~3 minutes
+ * deno task bench:redis                   # full run, ~5 minutes
  * deno task bench:redis --quick           # smoke run (CI): tiny counts, < 40 s
  * deno run -A bench/redis_tier.ts --only a --rounds 4 --seconds 5
  * ```
  *
- * Flags: `--quick`; `--only a,b,c` (sections); `--rounds N` (rounds per configuration, default 2; quick 1;
+ * Flags: `--quick`; `--only a,b,c,d` (sections); `--rounds N` (rounds per configuration, default 2; quick 1;
  * (B)'s unique-key loads run twice as many); `--seconds S` (measured seconds per round after 0.5 s of
  * warm-up, default 3; quick 0.7); `-h`, `--help`. A bad flag prints the usage and exits 1.
  *
@@ -49,6 +53,9 @@
  * 118 → 95 ms; Zipf 0.66x; 1 × 1 misses +295 µs (+20%); 8 × 16 misses 0.92x (+53 µs per call); cache hits
  * 1.00x; 0 outages, 0 skipped lookups.
  *
+ * (D), 2026-12-03, `--only d`, two runs on a loaded machine: see docs/performance.md ("Redis Cluster vs
+ * one Redis").
+ *
  * @module
  */
 
@@ -58,13 +65,14 @@ import {
   compare,
   type Config,
   Fleet,
+  scriptsPerMaster,
   type Summary,
   summaryJson,
   table,
 } from "./_fleet.ts";
 import { freePort } from "../tests/_redis.ts";
 
-const USAGE = "Usage: deno task bench:redis [--quick] [--only a,b,c] [--rounds N] [--seconds S] [-h]";
+const USAGE = "Usage: deno task bench:redis [--quick] [--only a,b,c,d] [--rounds N] [--seconds S] [-h]";
 const flags = (() => {
   try {
     const { values } = parseArgs({
@@ -73,14 +81,14 @@ const flags = (() => {
       allowPositionals: false,
       options: {
         quick: { type: "boolean", default: false },
-        only: { type: "string", default: "a,b,c" },
+        only: { type: "string", default: "a,b,c,d" },
         rounds: { type: "string" },
         seconds: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
     const only = new Set(values.only.split(",").map((s) => s.trim()));
-    if (![...only].every((s) => ["a", "b", "c"].includes(s))) throw new Error("--only takes a, b, c");
+    if (![...only].every((s) => ["a", "b", "c", "d"].includes(s))) throw new Error("--only takes a, b, c, d");
     const rounds = Number(values.rounds ?? (values.quick ? 1 : 2));
     const seconds = Number(values.seconds ?? (values.quick ? 0.7 : 3));
     if (!Number.isInteger(rounds) || rounds < 1) throw new Error("--rounds: a positive integer");
@@ -163,6 +171,8 @@ interface Section {
   head: string[];
   row(s: Summary, all: Summary[]): string[];
   note(all: Summary[], keys: string): string | undefined;
+  /** Runs around each scenario; what `after` returns is added to its note. */
+  around?: { before(): Promise<void>; after(): Promise<string> };
 }
 
 /** Runs a section's scenarios, each over all its configurations; returns its table and its JSON part. */
@@ -170,7 +180,9 @@ async function section(id: string, sec: Section): Promise<[string, Record<string
   const rows: string[][] = [], notes: string[] = [], part: Record<string, unknown> = {};
   for (const { label, keys, shape, rounds: n = flags.rounds } of sec.scenarios) {
     const rounds = { ...ROUNDS, rounds: n };
+    await sec.around?.before();
     const all = await compare(fleet, sec.backend, sec.configs, `(${id}) ${label}`, load(keys, shape), rounds);
+    const extra = await sec.around?.after();
     rows.push(...all.map((s) => [
       label,
       s.name,
@@ -182,7 +194,7 @@ async function section(id: string, sec: Section): Promise<[string, Record<string
       int(s.backendCalls),
       ...sec.row(s, all),
     ]));
-    const note = sec.note(all, keys);
+    const note = [sec.note(all, keys), extra].filter(Boolean).join("; ");
     if (note) notes.push(`  ${label}: ${note}${n === flags.rounds ? "" : ` (${n} rounds per config)`}`);
     part[label] = all.map(summaryJson);
   }
@@ -194,8 +206,12 @@ async function section(id: string, sec: Section): Promise<[string, Record<string
 const results: Record<string, unknown> = {};
 const out: string[] = [];
 try {
-  progress("starting redis-server, 2 backends and the proxies");
+  progress("starting redis-server, a Redis Cluster (section D), 2 backends and the proxies");
   const redis = await fleet.redis();
+  const cluster = flags.only.has("d") ? await fleet.cluster() : undefined;
+  const onCluster = (prefix: string) => [
+    ...["--redis-cluster", cluster?.seeds.join(",") ?? "", "--redis-prefix", `bench-${prefix}:`],
+  ];
   const [slow, fast] = await Promise.all([fleet.backend(`${DELAY_MS}ms`), fleet.backend("0ms")]);
   const tier = (prefix: string) => ["--redis", redis.url, "--redis-prefix", `bench-${prefix}:`];
   /** `n` proxies; on one port (`--reuse-port`) when `shared`, else each on its own. */
@@ -223,11 +239,16 @@ try {
     group("c", "1 process", fast.port, 1, ["--reuse-port"], true),
     group("c", "2 processes", fast.port, 2, ["--reuse-port"], true),
     group("c", "2 processes + redis", fast.port, 2, ["--reuse-port", ...tier("c")], true),
+    group("d", "3 proxies + redis", slow.port, 3, tier("d")),
+    group("d", "3 proxies + cluster", slow.port, 3, onCluster("d")),
+    group("d", "1 proxy + redis", fast.port, 1, tier("d1")),
+    group("d", "1 proxy + cluster", fast.port, 1, onCluster("d1")),
   ]);
-  const [fleetA, tierA, oneB, tierB, oneC, twoC, twoTierC] = configs;
+  const [fleetA, tierA, oneB, tierB, oneC, twoC, twoTierC, fleetD, clusterD, oneD, oneClusterD] = configs;
   if (!QUICK) {
     // One section at a time (all of everything at once overloads the box: the tier times out).
-    for (const section of [configs.slice(0, 2), configs.slice(2, 4), configs.slice(4)]) {
+    const sections = [configs.slice(0, 2), configs.slice(2, 4), configs.slice(4, 7), configs.slice(7)];
+    for (const section of sections) {
       const ports = section.flatMap((c) => c?.ports ?? []);
       if (ports.length) progress(`warming up ${section.map((c) => c?.name).join(", ")} (Zipf keys, 1 s)`);
       await Promise.all(
@@ -293,6 +314,59 @@ try {
     });
     out.push(text);
     results.c = part;
+  }
+
+  if (cluster && fleetD && clusterD && oneD && oneClusterD) {
+    const perTtl = (s: Summary) => (s.backendCalls / (s.loadSeconds * 1000 / TTL_MS)).toFixed(2);
+    const hitRate = ({ tier: t }: Summary) => {
+      const asked = t.hit + t.lock + t.wait + t.skipped + t.error;
+      return asked === 0 ? "—" : `${(100 * t.hit / asked).toFixed(0)}%`;
+    };
+    const noCall = (s: Summary) => `${(100 * (1 - s.backendCalls / s.requests)).toFixed(1)}%`;
+    let before = new Map<number, number>();
+    const spread = {
+      before: async () => void (before = await scriptsPerMaster(cluster)),
+      after: async () => {
+        const after = await scriptsPerMaster(cluster);
+        const counts = [...after].map(([port, n]) => n - (before.get(port) ?? 0));
+        const sum = counts.reduce((a, b) => a + b, 0);
+        return `cluster scripts per master ${
+          counts.map((n) => `${(100 * n / sum).toFixed(0)}%`).join(" / ")
+        }` +
+          ` of ${int(sum)}`;
+      },
+    };
+    const [fleetText, fleetPart] = await section("D", {
+      title:
+        `Redis Cluster (3 masters + 3 replicas) vs one Redis: the fleet of (A), backend ${DELAY_MS} ms, ` +
+        `TTL ${TTL_MS} ms`,
+      backend: slow,
+      configs: [fleetD, clusterD],
+      scenarios: ["hot", "zipf"].map((keys) => ({ label: keys, keys, shape: LOADS.fleet })),
+      head: ["calls per TTL", "tier hit", "no backend call", "tier hit/lock/wait/skip"],
+      row: (s) => [perTtl(s), hitRate(s), noCall(s), tierCell(s)],
+      note: ([a, b]) =>
+        `backend calls cluster/single ${x(b.backendCalls, a.backendCalls)}; req/s ${x(b.rps, a.rps)}; ` +
+        `p50 ${x(b.p50, a.p50)}; p99 ${x(b.p99, a.p99)}; ${tierCalls(b)}`,
+      around: spread,
+    });
+    const [missText, missPart] = await section("D", {
+      title: "Redis Cluster vs one Redis: the miss path of (B), one proxy, backend without delay",
+      backend: fast,
+      configs: [oneD, oneClusterD],
+      scenarios: [
+        { label: `unique ${LOADS.busy.join("×")}`, keys: "unique", shape: LOADS.busy },
+        { label: "unique 1×1", keys: "unique", shape: LOADS.serial },
+      ],
+      head: ["tier hit/lock/wait/skip"],
+      row: (s) => [tierCell(s)],
+      note: ([a, b]) =>
+        `cluster vs single: p50 ${us(b.p50 - a.p50)} (${pct(b.p50, a.p50)}), p99 ${us(b.p99 - a.p99)}; ` +
+        `1/throughput ${us(1000 / b.rps - 1000 / a.rps)} per call`,
+      around: spread,
+    });
+    out.push(fleetText, missText);
+    results.d = { fleet: fleetPart, miss: missPart };
   }
 
   const complaints = configs.flatMap((c) =>

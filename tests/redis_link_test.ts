@@ -5,13 +5,20 @@
 
 import assert from "node:assert/strict";
 import { parseRedisUrl } from "../src/fleet/redis_config.ts";
-import { openRedisLink } from "../src/fleet/redis_link.ts";
+import { openRedisLink, singleKeys } from "../src/fleet/redis_link.ts";
 import type { RedisLink, TierKeys } from "../src/fleet/link.ts";
 import { until } from "./_helpers.ts";
 import { type RedisServer, startRedis } from "./_redis.ts";
 
 function keys(name: string): TierKeys {
-  return { answer: `t:{${name}}:a`, lock: `t:{${name}}:l`, waiters: `t:{${name}}:w` };
+  const k = singleKeys("t:", name);
+  assert.deepEqual(k, {
+    answer: `t:{${name}}:a`,
+    lock: `t:{${name}}:l`,
+    waiters: `t:{${name}}:w`,
+    channel: "t:answers",
+  });
+  return k;
 }
 
 async function withLink(redis: RedisServer, body: (link: RedisLink) => Promise<void>): Promise<void> {
@@ -43,18 +50,18 @@ Deno.test("Redis link: acquire takes the lock, then others wait; settle stores, 
   await using redis = await startRedis();
   await withLink(redis, async (link) => {
     const published: string[] = [];
-    await link.subscribe("t:answers", (message) => published.push(new TextDecoder().decode(message)));
+    await link.subscribe("t:", (message) => published.push(new TextDecoder().decode(message)));
     const k = keys("k1");
     assert.deepEqual(await link.acquire(k, "token-a", 5_000, 0), { kind: "lock" });
     assert.deepEqual(await link.acquire(k, "token-b", 5_000, 0), { kind: "wait" });
     assert.deepEqual(await link.look(k, 0), { kind: "wait" }, "the lock is held");
     assert.equal(
-      await link.settle(k, "token-b", bytes("not mine"), 10_000, "t:answers", bytes("K|")),
+      await link.settle(k, "token-b", bytes("not mine"), 10_000, bytes("K|")),
       "lost",
     );
     assert.equal(await redis.command("EXISTS", k.answer), ":0\r\n", "a wrong token stores nothing");
     assert.equal(
-      await link.settle(k, "token-a", bytes("answer"), 10_000, "t:answers", bytes("K|")),
+      await link.settle(k, "token-a", bytes("answer"), 10_000, bytes("K|")),
       "published",
     );
     await until(() => published.length === 1, "the answer to be published to the waiter");
@@ -71,10 +78,10 @@ Deno.test("Redis link: nobody waiting → nothing published; ttl 0 → nothing s
   await using redis = await startRedis();
   await withLink(redis, async (link) => {
     const published: Uint8Array[] = [];
-    await link.subscribe("t:answers", (message) => published.push(message));
+    await link.subscribe("t:", (message) => published.push(message));
     const k = keys("k2");
     assert.deepEqual(await link.acquire(k, "a", 5_000, 0), { kind: "lock" });
-    assert.equal(await link.settle(k, "a", bytes("x"), 0, "t:answers", bytes("K|")), "released");
+    assert.equal(await link.settle(k, "a", bytes("x"), 0, bytes("K|")), "released");
     assert.equal(await redis.command("DBSIZE"), ":0\r\n", "nothing stored, lock released");
     assert.deepEqual(await link.look(k, 0), { kind: "free" });
     // Messages reach the subscriber in the order Redis published them: once a sentinel published after the

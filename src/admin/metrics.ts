@@ -321,6 +321,24 @@ export class Metrics implements ProxyObserver {
         this.inc(read().outages);
       },
     });
+    new client.Gauge({
+      name: "collapser_redis_shards_down",
+      help:
+        "Redis Cluster: masters whose keys this proxy serves locally now (gone, failing over, or without a master); 0 with one Redis.",
+      registers,
+      collect() {
+        this.set(read().shards.down.length);
+      },
+    });
+    new client.Counter({
+      name: "collapser_redis_shard_outages_total",
+      help: "Redis Cluster: times one master's keys went local while the rest of the tier stayed in use.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read().shards.outages);
+      },
+    });
   }
 
   /** @inheritdoc */

@@ -8,7 +8,7 @@
 import type { Config } from "./config.ts";
 import { formatDuration } from "../util/duration.ts";
 import type { Policy, PolicyDefaults } from "../policy/policy.ts";
-import { maskedRedisUrl } from "../fleet/redis_config.ts";
+import { describeRedis } from "../fleet/redis_config.ts";
 
 /**
  * The configuration as the start-up log and the status page show it: durations formatted, patterns as
@@ -47,7 +47,9 @@ export function effectiveConfig(config: Config, policy: Policy): Record<string, 
       : "mTLS",
     backendCa: config.backendTls?.ca ?? (config.backendTls ? "system roots" : null),
     backendServerName: config.backendTls?.serverName ?? null,
-    redis: config.redis === undefined ? "off" : maskedRedisUrl(config.redis.url),
+    redis: config.redis === undefined ? "off" : describeRedis(config.redis),
+    redisCa: config.redis?.tlsFiles?.ca ?? (config.redis?.tls ? "system roots" : null),
+    redisCert: config.redis?.tlsFiles?.cert ?? null,
     redisPrefix: config.redis?.prefix ?? null,
     redisMaxBytes: config.redis?.maxBytes ?? null,
     redisTimeout: config.redis ? formatDuration(config.redis.timeoutMs) : null,

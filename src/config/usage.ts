@@ -65,6 +65,21 @@ TLS (SIGHUP reloads the files):
 A fleet that collapses as one (shared tier):
   --redis URL                redis://[user:password@]host:port[/db],     [REDIS_URL] (default: off)
                              rediss:// for TLS
+  --redis-cluster NODES      a Redis Cluster instead: seed nodes         [REDIS_CLUSTER_NODES]
+                             HOST:PORT[,HOST:PORT...]
+  --redis-sentinel NODES     Sentinel instead: sentinels                 [REDIS_SENTINEL_NODES]
+                             HOST:PORT[,...] (port default 26379)
+  --redis-sentinel-master NAME  the master they watch (followed          [REDIS_SENTINEL_MASTER]
+                             through failovers)
+  --redis-sentinel-password PASSWORD  the sentinels' own password        [REDIS_SENTINEL_PASSWORD]
+  --redis-username NAME      ACL user (Cluster, Sentinel's master)       [REDIS_USERNAME]
+  --redis-password PASSWORD  password (Cluster, Sentinel's master)       [REDIS_PASSWORD]
+  --redis-tls                TLS to a Cluster or Sentinel                [COLLAPSER_REDIS_TLS]
+  --redis-ca FILE            CA bundle for Redis's certificate           [COLLAPSER_REDIS_CA] (default: system roots)
+  --redis-cert FILE          client certificate for Redis                [COLLAPSER_REDIS_CERT]
+  --redis-key FILE           ... and its private key                     [COLLAPSER_REDIS_KEY]
+                             (any of the three means TLS; with --redis,
+                             give a rediss:// URL)
   --redis-prefix STRING      namespace of the tier's keys and channel    [COLLAPSER_REDIS_PREFIX] (default ${DEFAULT_REDIS_PREFIX})
   --redis-max-bytes BYTES    larger answers stay on their proxy          [COLLAPSER_REDIS_MAX_BYTES] (default ${DEFAULT_REDIS_MAX_BYTES})
   --redis-timeout DURATION   bound on one Redis round trip; past it the  [COLLAPSER_REDIS_TIMEOUT] (default 250ms)

@@ -1,7 +1,10 @@
 /**
  * What the shared tier needs from a Redis client ({@linkcode RedisLink}), and the shapes it trades in: the
- * Redis keys of one collapse key and what one round trip found. redis_link.ts implements it with
- * node-redis; tests can drive the tier through it.
+ * Redis keys of one collapse key and what one round trip found. redis_link.ts implements it for one Redis
+ * (and, following a Sentinel's master, redis_sentinel_link.ts), redis_cluster_link.ts for a Redis Cluster;
+ * open_link.ts picks one at start-up. The tier does not know which: a link says where a key lives
+ * ({@linkcode RedisLink.keysOf}) and, in a Cluster, which part of Redis serves it ({@linkcode TierKeys.shard}),
+ * so that a failure there ({@linkcode ShardUnavailable}) sends only that part's keys to the backend.
  *
  * @module
  */
@@ -19,6 +22,8 @@ export type Lookup =
 
 /** What the tier needs from a Redis client: see redis_link.ts. Every method may reject. */
 export interface RedisLink {
+  /** Where the answer, lock, waiters flag and notices of collapse key `key` live, in `namespace`. */
+  keysOf(namespace: string, key: string): TierKeys;
   /**
    * The stored answer if it has more than `freshForMs` of life left, or else the lock (unless another proxy
    * holds it, then a note that we wait).
@@ -30,28 +35,61 @@ export interface RedisLink {
   extend(keys: TierKeys, token: string, lockMs: number): Promise<boolean>;
   /**
    * If the lock still holds `token`: stores `answer` for `ttlMs` (0 = not stored), releases the lock, and
-   * publishes `notice` followed by `answer` on `channel` when a waiter registered. Resolves with what it
-   * did: `lost` if the lock was no longer ours.
+   * publishes `notice` followed by `answer` on the keys' channel when a waiter registered. Resolves with
+   * what it did: `lost` if the lock was no longer ours.
    */
   settle(
     keys: TierKeys,
     token: string,
     answer: Uint8Array,
     ttlMs: number,
-    channel: string,
     notice: Uint8Array,
   ): Promise<"released" | "published" | "lost">;
-  /** Calls `listener` with every message published on `channel` (re-subscribing after reconnects). */
-  subscribe(channel: string, listener: (message: Uint8Array) => void): Promise<void>;
+  /**
+   * Calls `listener` with every message published on the channels of `namespace` (every channel
+   * {@linkcode keysOf} names there), re-subscribing after reconnects and topology changes.
+   */
+  subscribe(namespace: string, listener: (message: Uint8Array) => void): Promise<void>;
+  /** The shards serving keys now (a Cluster's masters), for reporting which are down; none for one Redis. */
+  shards?(): readonly string[];
   /** Sets what to call when the connection is lost (`down`) or comes back (`up`). */
   onConnection(listener: (state: "up" | "down", reason: string) => void): void;
   /** Closes both connections. */
   close(): Promise<void>;
 }
 
-/** The Redis keys of one collapse key. */
+/** The Redis keys of one collapse key (one hash slot in a Cluster), and where its notices go. */
 export interface TierKeys {
   readonly answer: string;
   readonly lock: string;
   readonly waiters: string;
+  /** The pub/sub channel its lock holder's notice goes to (in a Cluster, a shard channel of its slot). */
+  readonly channel: string;
+  /**
+   * Which part of Redis serves these keys now (a Cluster master's address), when failures there should
+   * only send these keys to the backend rather than put the whole tier down; undefined for one Redis.
+   */
+  readonly shard?: string;
+}
+
+/**
+ * A round trip failed in one part of Redis only (a Cluster master that is gone or has no master yet): the
+ * call falls back to the backend, that part's keys stay local for a while, the rest of the tier goes on.
+ */
+export class ShardUnavailable extends Error {
+  /** The part of Redis (a Cluster master's address). */
+  readonly shard: string;
+  /**
+   * A passing condition of one slot rather than its master (`TRYAGAIN` while the slot migrates): it counts
+   * like a late reply, several in a row before the shard is taken as down.
+   */
+  readonly transient: boolean;
+
+  constructor(shard: string, options?: ErrorOptions & { transient?: boolean }) {
+    const cause = options?.cause;
+    super(`${shard}: ${cause instanceof Error ? cause.message || cause.name : String(cause)}`, options);
+    this.name = "ShardUnavailable";
+    this.shard = shard;
+    this.transient = options?.transient ?? false;
+  }
 }

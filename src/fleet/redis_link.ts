@@ -1,92 +1,37 @@
 /**
- * The shared tier's Redis client: node-redis (`@redis/client`, the client Redis maintains), measured
- * against ioredis under Deno 2.8.3 in bench/redis_clients.ts — lower round-trip latency (GET median
- * 77–116 µs vs 121–166 µs side by side), binary-safe replies, and it reconnects and re-subscribes by
+ * The shared tier's client for one Redis: node-redis (`@redis/client`, the client Redis maintains),
+ * measured against ioredis under Deno 2.8.3 in bench/redis_clients.ts — lower round-trip latency (GET
+ * median 77–116 µs vs 121–166 µs side by side), binary-safe replies, and it reconnects and re-subscribes by
  * itself. Its per-command timeout does not cover a command already sent, so the tier bounds every round
  * trip itself (shared_tier.ts).
  *
  * Two connections: commands (offline queue off, so a command fails at once while Redis is away instead of
- * piling up) and the subscriber (its SUBSCRIBE waits for the connection). The three steps of the protocol
- * are Lua scripts, one round trip each, run with EVALSHA (loaded again after a NOSCRIPT: a restarted Redis
- * forgets them).
+ * piling up) and the subscriber (its SUBSCRIBE waits for the connection). The protocol's steps are Lua
+ * scripts (scripts.ts), one round trip each. Keys of one collapse key are hash-tagged `{key}`; notices go
+ * to one channel per fleet. redis_sentinel_link.ts opens one of these on whatever master the sentinels
+ * name.
  *
- * This module is only loaded when `--redis` is given.
+ * This module is only loaded when the tier uses one Redis (`--redis`) or Sentinel.
  *
  * @module
  */
 
 import { createClient, RESP_TYPES } from "@redis/client";
 import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
 import type { RedisConfig } from "./redis_config.ts";
 import type { Lookup, RedisLink, TierKeys } from "./link.ts";
-
-/**
- * KEYS: answer, lock, waiters. ARGV: token, lock ms, and how much life a stored answer must have left to be
- * taken (a refresh-ahead wants one fresher than its own).
- */
-const ACQUIRE = `
-local v = redis.call('GET', KEYS[1])
-if v then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > tonumber(ARGV[3]) then return {1, v, ttl} end
-end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
-return {3}`;
-
-/** KEYS: answer, lock. ARGV: how much life a stored answer must have left to be taken. */
-const LOOK = `
-local v = redis.call('GET', KEYS[1])
-if v then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > tonumber(ARGV[1]) then return {1, v, ttl} end
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {3} end
-return {4}`;
-
-/** KEYS: lock. ARGV: token, lock ms. Extends the lock while its holder's call runs. */
-const EXTEND = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1`;
-
-/**
- * KEYS: answer, lock, waiters. ARGV: token, answer, ttl ms (0 = do not store), channel, notice. Returns 0
- * (not our lock), 1 (released), 2 (released, and published to waiters).
- */
-const SETTLE = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
-if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-if redis.call('DEL', KEYS[3]) == 1 then
-  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ARGV[2])
-  return 2
-end
-return 1`;
-
-interface Script {
-  readonly source: string;
-  readonly sha: string;
-}
-
-function script(source: string): Script {
-  return { source, sha: createHash("sha1").update(source).digest("hex") };
-}
-
-const SCRIPTS = {
-  acquire: script(ACQUIRE),
-  look: script(LOOK),
-  settle: script(SETTLE),
-  extend: script(EXTEND),
-};
-
-/** Reconnect after 50, 100, 200 ms ..., at most every second. */
-const backoff = (retries: number) => Math.min(50 * 2 ** retries, 1_000);
+import { Reason, REASON_WINDOW_MS, socketOptions } from "./redis_options.ts";
+import { bufferOf, lockArg, lookup, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
 
 /** Opens the two connections (without waiting for them: a Redis that is not there yet is retried). */
 export function openRedisLink(config: RedisConfig): RedisLink {
   return new NodeRedisLink(config);
+}
+
+/** The keys of one collapse key on one Redis: hash-tagged by the key itself; one channel per namespace. */
+export function singleKeys(namespace: string, key: string): TierKeys {
+  const base = `${namespace}{${key}}:`;
+  return { answer: `${base}a`, lock: `${base}l`, waiters: `${base}w`, channel: `${namespace}answers` };
 }
 
 class NodeRedisLink implements RedisLink {
@@ -94,16 +39,12 @@ class NodeRedisLink implements RedisLink {
   readonly #binary;
   readonly #subscriber;
   #listener: (state: "up" | "down", reason: string) => void = () => {};
+  readonly #reason = new Reason();
+  #reporting: ReturnType<typeof setTimeout> | undefined;
 
   constructor(config: RedisConfig) {
     const options = {
-      socket: {
-        host: config.host,
-        port: config.port,
-        connectTimeout: 1_000,
-        reconnectStrategy: backoff,
-        ...(config.tls ? { tls: true as const, servername: config.host } : {}),
-      },
+      socket: { host: config.host, port: config.port, ...socketOptions(config, config.host) },
       username: config.username,
       password: config.password,
       database: config.db,
@@ -112,8 +53,8 @@ class NodeRedisLink implements RedisLink {
     this.#binary = this.#client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
     this.#subscriber = createClient({ ...options, disableOfflineQueue: false });
     // Without an 'error' listener node-redis stops reconnecting. Each failed attempt is one event; the
-    // tier logs one warning per outage.
-    this.#client.on("error", (err: unknown) => this.#listener("down", describe(err)));
+    // tier logs one warning per outage, with the most telling reason seen in its first moments.
+    this.#client.on("error", (err: unknown) => this.#errored(err));
     this.#client.on("ready", () => this.#listener("up", "connected"));
     this.#subscriber.on("error", () => {});
     // connect() settles only once Redis answers; the proxy does not wait for it.
@@ -121,26 +62,32 @@ class NodeRedisLink implements RedisLink {
     this.#subscriber.connect().catch(() => {});
   }
 
+  keysOf(namespace: string, key: string): TierKeys {
+    return singleKeys(namespace, key);
+  }
+
   onConnection(listener: (state: "up" | "down", reason: string) => void): void {
     this.#listener = listener;
   }
 
   async acquire(keys: TierKeys, token: string, lockMs: number, freshForMs: number): Promise<Lookup> {
-    const reply = await this.#eval(SCRIPTS.acquire, [keys.answer, keys.lock, keys.waiters], [
-      token,
-      String(Math.max(1, Math.round(lockMs))),
-      String(Math.round(freshForMs)),
-    ]);
-    return lookup(reply);
+    return lookup(
+      await run(this.#binary, SCRIPTS.acquire, [keys.answer, keys.lock, keys.waiters], [
+        token,
+        lockArg(lockMs),
+        String(Math.round(freshForMs)),
+      ]),
+    );
   }
 
   async look(keys: TierKeys, freshForMs: number): Promise<Lookup> {
-    return lookup(await this.#eval(SCRIPTS.look, [keys.answer, keys.lock], [String(Math.round(freshForMs))]));
+    return lookup(
+      await run(this.#binary, SCRIPTS.look, [keys.answer, keys.lock], [String(Math.round(freshForMs))]),
+    );
   }
 
   async extend(keys: TierKeys, token: string, lockMs: number): Promise<boolean> {
-    return await this.#eval(SCRIPTS.extend, [keys.lock], [token, String(Math.max(1, Math.round(lockMs)))]) ===
-      1;
+    return await run(this.#binary, SCRIPTS.extend, [keys.lock], [token, lockArg(lockMs)]) === 1;
   }
 
   async settle(
@@ -148,63 +95,39 @@ class NodeRedisLink implements RedisLink {
     token: string,
     answer: Uint8Array,
     ttlMs: number,
-    channel: string,
     notice: Uint8Array,
   ): Promise<"released" | "published" | "lost"> {
-    const reply = await this.#eval(SCRIPTS.settle, [keys.answer, keys.lock, keys.waiters], [
-      token,
-      bufferOf(answer),
-      String(ttlMs > 0 ? Math.max(1, Math.round(ttlMs)) : 0),
-      channel,
-      bufferOf(notice),
-    ]);
-    return reply === 2 ? "published" : reply === 1 ? "released" : "lost";
+    return settled(
+      await run(this.#binary, SCRIPTS.settle, [keys.answer, keys.lock, keys.waiters], [
+        token,
+        bufferOf(answer),
+        ttlArg(ttlMs),
+        keys.channel,
+        bufferOf(notice),
+      ]),
+    );
   }
 
-  async subscribe(channel: string, listener: (message: Uint8Array) => void): Promise<void> {
-    await this.#subscriber.subscribe(channel, (message: Buffer) => listener(message), true);
+  async subscribe(namespace: string, listener: (message: Uint8Array) => void): Promise<void> {
+    await this.#subscriber.subscribe(
+      singleKeys(namespace, "").channel,
+      (message: Buffer) => listener(message),
+      true,
+    );
+  }
+
+  #errored(err: unknown): void {
+    this.#reason.note(err);
+    this.#reporting ??= setTimeout(() => {
+      this.#reporting = undefined;
+      this.#listener("down", this.#reason.take());
+    }, REASON_WINDOW_MS);
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.#reporting);
     this.#client.destroy();
     this.#subscriber.destroy();
     await Promise.resolve();
   }
-
-  async #eval(script: Script, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
-    try {
-      return await this.#binary.evalSha(script.sha, { keys, arguments: args });
-    } catch (err) {
-      if (!describe(err).startsWith("NOSCRIPT")) throw err;
-      await this.#client.scriptLoad(script.source);
-      return await this.#binary.evalSha(script.sha, { keys, arguments: args });
-    }
-  }
-}
-
-/** A script's reply as a lookup: `[1, answer, pttl]`, `[2]` lock, `[3]` held by another, `[4]` free. */
-function lookup(reply: unknown): Lookup {
-  if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
-  switch (reply[0]) {
-    case 1: {
-      const value = reply[1];
-      if (!(value instanceof Uint8Array)) throw new TypeError("unexpected answer type from Redis");
-      return { kind: "hit", value, ttlMs: Number(reply[2]) };
-    }
-    case 2:
-      return { kind: "lock" };
-    case 3:
-      return { kind: "wait" };
-    case 4:
-      return { kind: "free" };
-  }
-  throw new TypeError(`unexpected reply from Redis: ${JSON.stringify(reply)}`);
-}
-
-function bufferOf(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message || err.name : String(err);
 }

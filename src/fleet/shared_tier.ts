@@ -20,7 +20,9 @@
  *
  * The keys are the collapse keys (SHA-256 of everything the answer may depend on, credentials and the mTLS
  * identity included), so isolation holds across the fleet as it does within one proxy, provided every proxy
- * runs the same key configuration. Keys of one collapse key share a Redis Cluster hash slot (`{key}`).
+ * runs the same key configuration. Where they live in Redis is the link's to say (keysOf): in a Redis
+ * Cluster every key of one collapse key, and its channel, share a hash slot, and a failure of one master
+ * sends only its keys to the backend (tier_health.ts).
  *
  * @module
  */
@@ -67,6 +69,8 @@ export interface TierStats {
   settles: Record<"stored" | "published" | "unheard" | "lost_lock" | "local_only" | "error", number>;
   /** Times the tier went down. */
   outages: number;
+  /** Redis Cluster: masters whose keys are local now (their shard failed), and times one failed. */
+  shards: { down: string[]; outages: number };
 }
 
 /** The key the probe takes and releases a lock on (no collapse key is all zeros). */
@@ -82,9 +86,8 @@ type Local = (flight: Flight<ResponseEvent>) => void;
 export class SharedTier {
   readonly #link: RedisLink;
   readonly #prefix: string;
-  /** The prefix and the scope: where this fleet's keys and channel live. */
+  /** The prefix and the scope: where this fleet's keys and channels live. */
   readonly #namespace: string;
-  readonly #channel: string;
   /** Locks held now (their flights are calling the backend): token → keys, to release them at close. */
   readonly #held = new Map<string, { keys: TierKeys; key: string }>();
   readonly #maxBytes: number;
@@ -102,13 +105,13 @@ export class SharedTier {
     waits: { answer: 0, notice: 0, polled: 0, free: 0, timeout: 0, down: 0 },
     settles: { stored: 0, published: 0, unheard: 0, lost_lock: 0, local_only: 0, error: 0 },
     outages: 0,
+    shards: { down: [], outages: 0 },
   };
 
   constructor(link: RedisLink, options: SharedTierOptions = {}) {
     this.#link = link;
     this.#prefix = options.prefix ?? "collapser:";
     this.#namespace = options.scope ? `${this.#prefix}${options.scope}:` : this.#prefix;
-    this.#channel = `${this.#namespace}answers`;
     this.#maxBytes = options.maxBytes ?? 256 * 1024;
     this.#timeoutMs = options.timeoutMs ?? 250;
     this.#lockMs = options.lockMs ?? 5_000;
@@ -140,7 +143,7 @@ export class SharedTier {
   async start(): Promise<void> {
     // Not awaited: the subscription waits for a connection, and the link re-subscribes after reconnects.
     // A message missed meanwhile is covered by the waiters' poll.
-    this.#link.subscribe(this.#channel, (message) => this.#waiters.onMessage(message)).catch((err) =>
+    this.#link.subscribe(this.#namespace, (message) => this.#waiters.onMessage(message)).catch((err) =>
       log.debug("redis: subscribe failed: {error}", { error: String(err) })
     );
     await this.#health.start();
@@ -165,6 +168,7 @@ export class SharedTier {
       waits: { ...s.waits },
       settles: { ...s.settles },
       outages: this.#health.outages,
+      shards: this.#health.shards(this.#link.shards?.()),
     };
   }
 
@@ -173,20 +177,20 @@ export class SharedTier {
    * when the tier is down, the lock is ours, or waiting did not bring an answer.
    */
   lead(flight: Flight<ResponseEvent>, request: LeadRequest, local: Local): void {
-    if (!this.#health.up) {
+    const key = request.key;
+    const keys = this.#keys(key);
+    if (!this.#health.usable(keys.shard)) {
       this.#stats.lookups.skipped++;
       return local(flight);
     }
     flight.tag = request.method;
-    const key = request.key;
-    const keys = this.#keys(key);
     const token = this.#tokenPrefix + this.#tokens++;
     // Registered before the lookup is sent: the answer may be published before the reply arrives.
     const { waiter, forget } = this.#waiters.register(key, flight);
     const freshForMs = this.#freshFor(flight, request);
     const asked = this.#link.acquire(keys, token, this.#lockMs, freshForMs);
     this.#health.timed(asked).then((found) => {
-      this.#health.answered();
+      this.#health.answered(keys.shard);
       if (found.kind === "hit") {
         forget();
         this.#stats.lookups.hit++;
@@ -209,7 +213,7 @@ export class SharedTier {
     }, (err) => {
       forget();
       this.#stats.lookups.error++;
-      this.#health.failed(err);
+      this.#health.failed(err, keys.shard);
       this.#local(flight, local);
       // Given up on, the lookup may still have taken the lock: give it back at once rather than leave other
       // proxies waiting for an answer that will never be published (they call the backend themselves).
@@ -272,8 +276,7 @@ export class SharedTier {
   }
 
   #keys(key: string): TierKeys {
-    const base = `${this.#namespace}{${key}}:`;
-    return { answer: `${base}a`, lock: `${base}l`, waiters: `${base}w` };
+    return this.#link.keysOf(this.#namespace, key);
   }
 
   /** Answers a flight with an answer from Redis, kept locally for at most what is left of its life. */
@@ -344,8 +347,8 @@ export class SharedTier {
     const message = notice(request.key, shareable ? ANSWER : CALL_IT_YOURSELF);
     // Tried even while the tier is down here: other proxies may be waiting on this lock, and a Redis that
     // is really gone fails this at once.
-    this.#health.timed(this.#link.settle(keys, token, answer, ttlMs, this.#channel, message)).then((done) => {
-      this.#health.answered();
+    this.#health.timed(this.#link.settle(keys, token, answer, ttlMs, message)).then((done) => {
+      this.#health.answered(keys.shard);
       const s = this.#stats.settles;
       if (done === "lost") s.lost_lock++;
       else if (!shareable) s.local_only++;
@@ -354,13 +357,13 @@ export class SharedTier {
       else s.unheard++;
     }, (err) => {
       this.#stats.settles.error++;
-      this.#health.failed(err);
+      this.#health.failed(err, keys.shard);
     });
   }
 
   /** Releases a lock unused: nothing stored, and waiters (if any) told to call the backend themselves. */
   #handBack(keys: TierKeys, token: string, key: string): Promise<"released" | "published" | "lost"> {
-    return this.#link.settle(keys, token, EMPTY, 0, this.#channel, notice(key, CALL_IT_YOURSELF));
+    return this.#link.settle(keys, token, EMPTY, 0, notice(key, CALL_IT_YOURSELF));
   }
 
   /**

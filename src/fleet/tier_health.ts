@@ -5,10 +5,16 @@
  * brings it back once Redis answers in time again. A single late round trip falls back for its own call
  * only: under load it is as often this process's event loop as Redis.
  *
+ * In a Redis Cluster a failure may be one master's only: a round trip for keys of a shard
+ * ({@linkcode TierKeys.shard}) that fails with {@linkcode ShardUnavailable} or times out is that shard's to
+ * judge (shard_health.ts), and the rest of the tier stays up.
+ *
  * @module
  */
 
 import { log } from "../util/log.ts";
+import { ShardUnavailable, type TierKeys } from "./link.ts";
+import { ShardHealth } from "./shard_health.ts";
 
 /** Round trips that must time out in a row before the tier goes down. */
 const TIMEOUTS_FOR_OUTAGE = 3;
@@ -48,16 +54,29 @@ export class TierHealth {
   #warned = false;
   /** While start() waits: ends the wait. */
   #started: (() => void) | undefined;
+  /** The shards (Cluster masters) that failed lately. */
+  readonly #shards: ShardHealth;
   /** Times the tier went down. */
   outages = 0;
 
   constructor(options: TierHealthOptions) {
     this.#options = options;
+    this.#shards = new ShardHealth({ retryMs: options.probeMs });
   }
 
   /** Whether the tier is in use now. */
   get up(): boolean {
     return this.#up;
+  }
+
+  /** Whether keys of `shard` go to Redis now: the tier is up and their shard is not down. */
+  usable(shard: TierKeys["shard"]): boolean {
+    return this.#up && (shard === undefined || this.#shards.usable(shard));
+  }
+
+  /** The shards down now (among `current`, the shards serving keys now), and how many times one went down. */
+  shards(current?: readonly string[]): { down: string[]; outages: number } {
+    return { down: this.#shards.down(current), outages: this.#shards.outages };
   }
 
   /**
@@ -86,17 +105,21 @@ export class TierHealth {
     clearTimeout(this.#probe);
   }
 
-  /** A round trip came back in time. */
-  answered(): void {
+  /** A round trip (for keys of `shard`, if given) came back in time. */
+  answered(shard?: TierKeys["shard"]): void {
     this.#timeouts = 0;
+    if (shard !== undefined) this.#shards.answered(shard);
   }
 
   /**
-   * A round trip failed. An error (refused, offline, WRONGPASS) puts the tier down at once; a timeout only
-   * when several in a row time out, since one late reply may be this process's own event loop running
-   * behind under load rather than Redis being slow.
+   * A round trip (for keys of `shard`, if given) failed. An error (refused, offline, WRONGPASS) puts the
+   * tier down at once; a timeout only when several in a row time out, since one late reply may be this
+   * process's own event loop running behind under load rather than Redis being slow. A shard's own failure
+   * or timeout is that shard's only.
    */
-  failed(err: unknown): void {
+  failed(err: unknown, shard?: TierKeys["shard"]): void {
+    const part = shard ?? (err instanceof ShardUnavailable ? err.shard : undefined);
+    if (part !== undefined && this.#shards.failed(part, err, err instanceof TierTimeout)) return;
     if (err instanceof TierTimeout && ++this.#timeouts < TIMEOUTS_FOR_OUTAGE) return;
     this.down(String(err));
   }
@@ -150,8 +173,10 @@ export class TierHealth {
     if (this.#closed) return;
     try {
       await this.#options.probe();
-    } catch {
-      return;
+    } catch (err) {
+      // One master failing says the cluster answers (its topology, the credentials): its shard's breaker
+      // keeps its keys local, the tier is up for the others.
+      if (!(err instanceof ShardUnavailable)) return;
     }
     if (this.#up || this.#closed) return;
     this.#timeouts = 0;

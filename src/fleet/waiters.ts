@@ -1,6 +1,6 @@
 /**
  * The waiting side of the shared tier: local leaders whose lookup found another proxy's lock wait for its
- * answer. The lock holder publishes a message on the fleet's channel: the collapse key, a kind byte, and
+ * answer. The lock holder publishes a message on the key's channel: the collapse key, a kind byte, and
  * (kind {@linkcode ANSWER}) the answer itself. A waiter is answered by that message; a poll (every
  * `pollMs`) covers a lost message and a lock holder that died (its lock then expires); a waiter that has
  * waited the lock's whole life, or finds the lock gone with no answer, is told to call the backend itself.
@@ -114,13 +114,13 @@ export class Waiters {
     const schedule = () => {
       poll = setTimeout(() => {
         health.timed(link.look(keys, freshForMs)).then((found) => {
-          health.answered();
+          health.answered(keys.shard);
           if (settled) return;
           if (found.kind === "hit") resume({ kind: "polled", value: found.value, ttlMs: found.ttlMs });
           else if (found.kind === "free") resume({ kind: "free" });
           else schedule();
         }, (err) => {
-          health.failed(err);
+          health.failed(err, keys.shard);
           if (!settled) resume({ kind: "down" });
         });
       }, pollMs);
@@ -129,7 +129,7 @@ export class Waiters {
     schedule();
   }
 
-  /** A message on the fleet's channel. */
+  /** A message on one of the fleet's channels. */
   onMessage(message: Uint8Array): void {
     if (message.byteLength <= KEY_LENGTH) return;
     const key = decoder.decode(message.subarray(0, KEY_LENGTH));

@@ -221,9 +221,9 @@ export class Proxy implements CallHost {
     const proxy = new Proxy(options);
     const redis = options.redis;
     if (redis !== undefined) {
-      // Loaded only when asked for: without --redis no Redis code runs.
-      const { openRedisLink } = await import("../fleet/redis_link.ts");
-      proxy.tier = new SharedTier(openRedisLink(redis), {
+      // Loaded only when asked for: without the tier no Redis code runs.
+      const { openLink } = await import("../fleet/open_link.ts");
+      proxy.tier = new SharedTier(await openLink(redis), {
         prefix: redis.prefix,
         // Pub/sub ignores the database number, and two services can have methods of the same name: a fleet
         // shares only with proxies on the same database in front of the same backend target.

@@ -122,15 +122,18 @@ export async function loadServerTls(files: ServerTlsFiles): Promise<ServerTls> {
   };
 }
 
-/** Reads and checks the files for calling the backend. @throws {TlsError} */
-export async function loadClientTls(files: ClientTlsFiles): Promise<ClientTls> {
+/**
+ * Reads and checks the files for calling the backend (or, with `peer`, another server: messages name
+ * `--<peer>-cert`). @throws {TlsError}
+ */
+export async function loadClientTls(files: ClientTlsFiles, peer = "backend"): Promise<ClientTls> {
   const out: ClientTls = { servername: files.serverName };
   if (files.ca !== undefined) {
-    out.ca = await read(files.ca, "backend CA file");
-    certificates(out.ca, files.ca, "backend CA file");
+    out.ca = await read(files.ca, `${peer} CA file`);
+    certificates(out.ca, files.ca, `${peer} CA file`);
   }
   if ((files.cert === undefined) !== (files.key === undefined)) {
-    throw new TlsError("--backend-cert and --backend-key go together: give both or neither");
+    throw new TlsError(`--${peer}-cert and --${peer}-key go together: give both or neither`);
   }
   if (files.cert !== undefined && files.key !== undefined) {
     const { cert, key } = await certAndKey(files.cert, files.key);
