@@ -87,6 +87,7 @@ export async function main(args: string[]): Promise<number> {
     port: proxy.port,
     metricsPort: admin.addr.port,
     ...effectiveConfig(config, policy),
+    addresses: proxy.backend.balancer?.addresses ?? [config.backend],
   });
 
   const running = proxy;

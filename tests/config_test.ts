@@ -12,6 +12,12 @@ function config(args: string[], env: Record<string, string> = {}) {
 Deno.test("parseConfig() applies the documented defaults", () => {
   assert.deepEqual(config(["--backend", "127.0.0.1:50051"]), {
     backend: "127.0.0.1:50051",
+    balancing: {
+      lbPolicy: "least_request",
+      resolveIntervalMs: 30_000,
+      outlier: { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectedPercent: 50 },
+      retryBudget: 0.2,
+    },
     host: "0.0.0.0",
     port: 50052,
     metricsPort: 2112,
@@ -104,7 +110,7 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
     ],
     [["--backend", "b:1"], { SHUTDOWN_TIMEOUT: "1000h" }, /SHUTDOWN_TIMEOUT: "1000h" is too long/],
     [["--backend", "b:1", "extra"], {}, /positional argument/],
-    [["--backend", ":::"], {}, /--backend: invalid backend ":::" \(expected HOST:PORT/],
+    [["--backend", ":::"], {}, /--backend: invalid backend ":::": .* \(expected HOST:PORT/],
     [["--backend", "host:0"], {}, /--backend: invalid backend "host:0"/],
     [[], { BACKEND_ADDRESS: "no-port" }, /BACKEND_ADDRESS: invalid backend "no-port"/],
     [

@@ -123,9 +123,12 @@ function channelCredentials(
   }];
 }
 
-/** The IP address of a `host:port` or `[v6]:port` target, or undefined when the host is a name. */
+/**
+ * The IP address of a `host:port`, `[v6]:port`, `ipv4:IP:port` or `ipv6:[IP]:port` target (one address),
+ * or undefined when the host is a name.
+ */
 function ipHost(target: string): string | undefined {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:/]+)):\d+$/.exec(target);
+  const match = /^(?:ipv[46]:)?(?:\[([0-9a-fA-F:.]+)\]|([^:/]+)):\d+$/.exec(target);
   const host = match?.[1] ?? match?.[2];
   return host !== undefined && isIP(host) !== 0 ? host : undefined;
 }
