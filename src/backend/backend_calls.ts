@@ -18,7 +18,8 @@ import type { ClientTls } from "../wire/tls.ts";
 import { startBackendSpan } from "../wire/tracing.ts";
 import { requestMetadata, Upstream } from "./upstream.ts";
 import type { Balancer, BalancerOptions } from "./balancer.ts";
-import { backendClients, type PassClient, type UnaryClient } from "./clients.ts";
+import type { PassClient, UnaryClient } from "./clients.ts";
+import { backendClients } from "./backend_clients.ts";
 import {
   type ResponseEvent,
   type StatusEvent,
