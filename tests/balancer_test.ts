@@ -26,7 +26,11 @@ const UNARY = "/test.Test/Unary";
 const CALL_LIMIT_MS = 10_000;
 
 /** `count` calls of `one(i)`, `concurrency` at a time; resolves with their results in order. */
-async function inParallel<T>(count: number, concurrency: number, one: (i: number) => Promise<T>): Promise<T[]> {
+async function inParallel<T>(
+  count: number,
+  concurrency: number,
+  one: (i: number) => Promise<T>,
+): Promise<T[]> {
   const results: T[] = new Array(count);
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -104,7 +108,9 @@ Deno.test("Proxy spreads passed-through calls and streams over the backends too"
   await t.step("600 bidi streams: every backend gets a share (within ±25%)", async () => {
     await inParallel(600, 20, async (i) => {
       const chat = stack.client.makeBidiStreamRequest("/test.Test/Bidi", identity, identity);
-      const reply = new Promise<Record<string, unknown>>((resolve) => chat.once("data", (m) => resolve(parse(m))));
+      const reply = new Promise<Record<string, unknown>>((resolve) =>
+        chat.once("data", (m) => resolve(parse(m)))
+      );
       const status = new Promise<grpc.StatusObject>((resolve) => chat.on("status", resolve));
       chat.on("error", () => {});
       chat.write(Buffer.from(JSON.stringify({ i })));
@@ -165,7 +171,10 @@ Deno.test("Proxy retries a call that reached a backend only for methods that may
   });
   await t.step("a rule says retry: every caller gets the other backend's answer", async () => {
     const policy = new Policy({}, { rules: [{ method: "/test.Test/*", matches: () => true, retry: true }] });
-    await using stack = await replicas(2, { handlers: (i) => i === 0 ? failing : {}, proxy: { balancing, policy } });
+    await using stack = await replicas(2, {
+      handlers: (i) => i === 0 ? failing : {},
+      proxy: { balancing, policy },
+    });
     const results = [];
     for (let i = 0; i < 10; i++) results.push(await call(stack.client, { unique: i }));
     assert.deepEqual(results.map((r) => r.status.code), Array(10).fill(grpc.status.OK));
@@ -176,7 +185,9 @@ Deno.test("Proxy retries a call that reached a backend only for methods that may
     const release = gate();
     const held: TestHandlers = {
       Unary: (c, callback) =>
-        void release.promise.then(() => callback(null, Buffer.from(JSON.stringify({ ok: parse(c.request) })))),
+        void release.promise.then(() =>
+          callback(null, Buffer.from(JSON.stringify({ ok: parse(c.request) })))
+        ),
     };
     const policy = new Policy({}, { rules: [{ method: "/test.Test/*", matches: () => true, retry: true }] });
     await using stack = await replicas(2, {
@@ -209,7 +220,11 @@ Deno.test("Proxy retries nothing with --retry-budget 0: a refused call fails", a
     const results = [];
     for (let i = 0; i < 6; i++) results.push(await call(stack.client, { unique: i }));
     assert.equal(results[0].status.code, grpc.status.UNAVAILABLE, "the refused one, not retried");
-    assert.deepEqual(results.slice(1).map((r) => r.status.code), Array(5).fill(grpc.status.OK), "then ejected");
+    assert.deepEqual(
+      results.slice(1).map((r) => r.status.code),
+      Array(5).fill(grpc.status.OK),
+      "then ejected",
+    );
     const stats = stack.proxy.backend.balancer!.stats();
     assert.equal(stats.retriesExhausted, 1);
     assert.deepEqual(stats.retries, { transparent: 0, idempotent: 0 });

@@ -105,12 +105,17 @@ Deno.test("collapser spreads 3,000 unique calls over 3 replica processes within 
   assert.equal(counts.reduce((a, b) => a + b), 3000);
   for (const n of counts) assert.ok(Math.abs(n - 1000) <= 100, `spread ${counts.join(" / ")}`);
   for (const [i, address] of addresses.entries()) {
-    assert.equal(await metric(stack.proc, `collapser_backend_address_calls_total{address="${address}"}`), counts[i]);
+    assert.equal(
+      await metric(stack.proc, `collapser_backend_address_calls_total{address="${address}"}`),
+      counts[i],
+    );
     assert.equal(await metric(stack.proc, `collapser_backend_address_ejected{address="${address}"}`), 0);
   }
   const status = JSON.parse((await admin(stack.proc.metricsPort, "/status.json")).body);
   assert.deepEqual(
-    status.backend.addresses.map((a: { address: string; state: string; calls: number }) => [a.address, a.state, a.calls]),
+    status.backend.addresses.map((
+      a: { address: string; state: string; calls: number },
+    ) => [a.address, a.state, a.calls]),
     addresses.map((a, i) => [a, "active", counts[i]]),
   );
 });
@@ -179,7 +184,9 @@ Deno.test("collapser follows a DNS name's answers (dns://127.0.0.1:PORT/) within
     ]);
     const calls = async (n: number, tag: string) => {
       for (let i = 0; i < n; i++) {
-        const r = await unary(client, "/test.Test/Unary", { tag, i }, { deadline: Date.now() + CALL_LIMIT_MS });
+        const r = await unary(client, "/test.Test/Unary", { tag, i }, {
+          deadline: Date.now() + CALL_LIMIT_MS,
+        });
         assert.equal(r.status.code, grpc.status.OK, r.status.details);
         assert.equal(parse(r.response).echo !== undefined, true);
       }
@@ -191,7 +198,10 @@ Deno.test("collapser follows a DNS name's answers (dns://127.0.0.1:PORT/) within
     const changedAt = Date.now();
     dns.set("svc.test", ["127.0.0.3", "127.0.0.4"]);
     await until(
-      () => proc.logs.some((l) => (l.properties as { removed?: string[] })?.removed?.includes(`127.0.0.2:${port}`)),
+      () =>
+        proc.logs.some((l) =>
+          (l.properties as { removed?: string[] })?.removed?.includes(`127.0.0.2:${port}`)
+        ),
       "the proxy to see the new answer",
     );
     const tookMs = Date.now() - changedAt;

@@ -4,7 +4,10 @@ import { dnsLookup, type NameLookup, Resolver } from "../src/backend/resolver.ts
 import { startTestDns } from "./_dns_server.ts";
 
 /** A resolver whose every new set lands in `sets`, and a promise of the next one. */
-function watching(target: string, options: { intervalMs?: number; minIntervalMs?: number; lookup?: NameLookup }) {
+function watching(
+  target: string,
+  options: { intervalMs?: number; minIntervalMs?: number; lookup?: NameLookup },
+) {
   const sets: string[][] = [];
   let next = Promise.withResolvers<string[]>();
   const resolver = new Resolver(parseTarget(target), {
@@ -59,7 +62,9 @@ Deno.test("Resolver resolves again every interval, and reports only changes", as
 Deno.test("Resolver keeps a name's addresses when it cannot be resolved, and says why", async () => {
   let fail = false;
   const lookup: NameLookup = (name) =>
-    fail ? Promise.reject(new Error("SERVFAIL")) : Promise.resolve(name.host === "a.test" ? ["10.0.0.1"] : []);
+    fail
+      ? Promise.reject(new Error("SERVFAIL"))
+      : Promise.resolve(name.host === "a.test" ? ["10.0.0.1"] : []);
   const { resolver, sets } = watching("a.test:1,10.0.0.9:2", { lookup, minIntervalMs: 0 });
   try {
     await resolver.start();

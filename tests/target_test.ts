@@ -9,7 +9,11 @@ Deno.test("parseTarget() reads every target form of the gRPC naming spec", async
     ["dns:///backend.svc:8080", { addresses: [], names: ["backend.svc:8080 (system)"], balanced: true }],
     ["dns:backend.svc", { addresses: [], names: ["backend.svc:443 (system)"], balanced: true }],
     ["dns://10.0.0.53/svc:1", { addresses: [], names: ["svc:1 (10.0.0.53:53)"], balanced: true }],
-    ["dns://127.0.0.1:5353/svc.test:9", { addresses: [], names: ["svc.test:9 (127.0.0.1:5353)"], balanced: true }],
+    ["dns://127.0.0.1:5353/svc.test:9", {
+      addresses: [],
+      names: ["svc.test:9 (127.0.0.1:5353)"],
+      balanced: true,
+    }],
     ["dns:///10.0.0.1:7", { addresses: ["10.0.0.1:7"], names: [], balanced: false }],
     ["ipv4:10.0.0.1:1,10.0.0.2", { addresses: ["10.0.0.1:1", "10.0.0.2:443"], names: [], balanced: true }],
     ["ipv4:10.0.0.1:1", { addresses: ["10.0.0.1:1"], names: [], balanced: false }],
@@ -52,11 +56,12 @@ Deno.test("parseTarget() refuses what names nothing, saying why", async (t) => {
     ["", /empty target/],
   ];
   for (const [text, why] of cases) {
-    await t.step(JSON.stringify(text), () => assert.throws(() => parseTarget(text), (err) => {
-      assert.ok(err instanceof TargetError);
-      assert.match(err.message, why);
-      return true;
-    }));
+    await t.step(JSON.stringify(text), () =>
+      assert.throws(() => parseTarget(text), (err) => {
+        assert.ok(err instanceof TargetError);
+        assert.match(err.message, why);
+        return true;
+      }));
   }
 });
 
@@ -68,6 +73,9 @@ Deno.test("Target.service names the service, not its addresses: the shared tier'
   assert.equal(parseTarget("dns:///backend.svc:8080").service, "backend.svc:8080");
   assert.equal(parseTarget("dns://127.0.0.1:5353/backend.svc:8080").service, "backend.svc:8080");
   // A list: the order it is written in does not matter.
-  assert.equal(parseTarget("10.0.0.2:1,10.0.0.1:1").service, parseTarget("ipv4:10.0.0.1:1,10.0.0.2:1").service);
+  assert.equal(
+    parseTarget("10.0.0.2:1,10.0.0.1:1").service,
+    parseTarget("ipv4:10.0.0.1:1,10.0.0.2:1").service,
+  );
   assert.notEqual(parseTarget("10.0.0.2:1,10.0.0.1:1").service, parseTarget("10.0.0.3:1,10.0.0.1:1").service);
 });
