@@ -20,6 +20,8 @@ import {
 import { Proxy, type ProxyOptions } from "../src/server/proxy.ts";
 import { methodPatterns, Policy } from "../src/policy/policy.ts";
 import type { LbPolicy } from "../src/backend/picker.ts";
+import { startTestDns } from "./_dns_server.ts";
+import { startReplicasOnOnePort } from "./_replicas.ts";
 
 const UNARY = "/test.Test/Unary";
 /** Deadline of each call, so that a stuck call fails as an assertion. */
@@ -232,5 +234,65 @@ Deno.test("Proxy retries nothing with --retry-budget 0: a refused call fails", a
     stack.client.close();
     await stack.proxy.close();
     stack.backend.close();
+  }
+});
+
+Deno.test("Proxy drains an address that leaves the name's answer: its call in flight finishes, then it closes", async () => {
+  await using dns = await startTestDns();
+  const release = gate();
+  const backends = await startReplicasOnOnePort(["127.0.0.2", "127.0.0.3"]);
+  const port = backends[0].port;
+  dns.set("svc.test", ["127.0.0.2"]);
+  const proxy = await Proxy.start({
+    backend: `dns://127.0.0.1:${dns.port}/svc.test:${port}`,
+    host: "127.0.0.1",
+    port: 0,
+    balancing: { resolveIntervalMs: 50 },
+    // Held calls: a method that does not collapse, so that the second call is a call of its own.
+    policy: new Policy({ noCollapse: methodPatterns("/test.Test/ServerStream", { allowDeclared: false }) }),
+  });
+  const client = newClient(proxy.port);
+  try {
+    // A held stream on 127.0.0.2 (the test backend's ServerStream handler is replaced below).
+    backends[0].close();
+    const held = await startTestBackend(
+      {
+        ServerStream: (c) => void release.promise.then(() => (c.write(Buffer.from("{}")), c.end())),
+      },
+      "127.0.0.2",
+      port,
+    );
+    const stream = client.makeServerStreamRequest(
+      "/test.Test/ServerStream",
+      identity,
+      identity,
+      Buffer.from("{}"),
+    );
+    const ended = new Promise<grpc.StatusObject>((resolve) => stream.on("status", resolve));
+    stream.on("data", () => {});
+    stream.on("error", () => {});
+    while (held.calls.ServerStream === 0) await new Promise((r) => setTimeout(r, 1));
+    dns.set("svc.test", ["127.0.0.3"]);
+    const balancer = proxy.backend.balancer!;
+    while (balancer.addresses[0] !== `127.0.0.3:${port}`) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(
+      balancer.stats().addresses.map((a) => [a.address, a.state, a.inflight]),
+      [[`127.0.0.3:${port}`, "active", 0], [`127.0.0.2:${port}`, "draining", 1]],
+    );
+    const next = await call(client, { after: true });
+    assert.equal(next.status.code, grpc.status.OK);
+    assert.equal(backends[1].calls.Unary, 1, "new calls go to the new address");
+    release.open();
+    assert.equal((await ended).code, grpc.status.OK, "the draining address finished its call");
+    assert.deepEqual(
+      balancer.stats().addresses.map((a) => a.address),
+      [`127.0.0.3:${port}`],
+      "then it closed",
+    );
+    held.close();
+  } finally {
+    client.close();
+    await proxy.close();
+    for (const b of backends) b.close();
   }
 });

@@ -144,7 +144,6 @@ for (const retry of [false, true]) {
     assert.deepEqual(lateFailures, [], "every call started a second after the kill succeeded");
     const [a, , c] = await Promise.all([stack.replicas[0].calls(), 0, stack.replicas[2].calls()]);
     assert.ok(a + c >= 1000 - 30, `the others took the rest: ${a} + ${c}`);
-    console.log(`SIGKILL${retry ? " (retry: true)" : ""}: ${failed.length} of 1500 calls failed`);
     await until(
       async () => (await metric(stack.proc, `collapser_backend_ejections_total`) ?? 0) >= 1,
       "the killed replica's ejection",
