@@ -129,8 +129,8 @@ for (const retry of [false, true]) {
       args.push("--policy", file);
     }
     await using stack = await threeReplicas(args, "5ms");
-    const run = load(stack.client, 1500, 30, "kill");
-    await until(() => run.ended() >= 500, "a third of the calls");
+    const run = load(stack.client, 900, 30, "kill");
+    await until(() => run.ended() >= 300, "a third of the calls");
     const killedAt = performance.now();
     const status = await stack.replicas[1].stop("SIGKILL");
     assert.equal(status.signal, "SIGKILL");
@@ -143,7 +143,7 @@ for (const retry of [false, true]) {
     const lateFailures = failed.filter((f) => f.startedAt > run.at(killedAt) + 1000);
     assert.deepEqual(lateFailures, [], "every call started a second after the kill succeeded");
     const [a, , c] = await Promise.all([stack.replicas[0].calls(), 0, stack.replicas[2].calls()]);
-    assert.ok(a + c >= 1000 - 30, `the others took the rest: ${a} + ${c}`);
+    assert.ok(a + c >= 600 - 30, `the others took the rest: ${a} + ${c}`);
     await until(
       async () => (await metric(stack.proc, `collapser_backend_ejections_total`) ?? 0) >= 1,
       "the killed replica's ejection",
@@ -153,14 +153,14 @@ for (const retry of [false, true]) {
 
 Deno.test("collapser: SIGTERM of one replica mid-load (a graceful GOAWAY) fails no call", async () => {
   await using stack = await threeReplicas([], "5ms");
-  const run = load(stack.client, 1500, 30, "term");
-  await until(() => run.ended() >= 500, "a third of the calls");
+  const run = load(stack.client, 900, 30, "term");
+  await until(() => run.ended() >= 300, "a third of the calls");
   const status = await stack.replicas[1].stop("SIGTERM");
   assert.equal(status.code, 0, "the replica drained and exited 0");
   await run.done;
   assert.deepEqual(run.results.filter((r) => r.code !== 0), []);
   const counts = [await stack.replicas[0].calls(), await stack.replicas[2].calls()];
-  assert.ok(counts[0] + counts[1] >= 1000, `the others took the rest: ${counts.join(" + ")}`);
+  assert.ok(counts[0] + counts[1] >= 600, `the others took the rest: ${counts.join(" + ")}`);
 });
 
 Deno.test("collapser follows a DNS name's answers (dns://127.0.0.1:PORT/) within the resolve interval", async () => {
