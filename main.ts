@@ -20,6 +20,7 @@ import { observers } from "./src/server/observer.ts";
 import { StatusBoard } from "./src/admin/status.ts";
 import { TlsError, TlsMaterial } from "./src/wire/tls.ts";
 import { VERSION } from "./src/util/version.ts";
+import { grpcJsTarget } from "./src/backend/target.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -42,7 +43,7 @@ export async function main(args: string[]): Promise<number> {
   const policySource = new PolicySource(policyDefaults(config), {
     policyFile: config.policyFile,
     descriptorSet: config.descriptorSet,
-    reflection: config.reflection ? config.backend : undefined,
+    reflection: config.reflection ? grpcJsTarget(config.backend) : undefined,
   });
   const tlsMaterial = new TlsMaterial({ tls: config.tls, backendTls: config.backendTls });
   let policy, tls;

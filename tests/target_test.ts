@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isBalanced, parseTarget, TargetError } from "../src/backend/target.ts";
+import { grpcJsTarget, isBalanced, parseTarget, TargetError } from "../src/backend/target.ts";
 
 Deno.test("parseTarget() reads every target form of the gRPC naming spec", async (t) => {
   const cases: [string, { addresses: string[]; names: string[]; balanced: boolean }][] = [
@@ -78,4 +78,20 @@ Deno.test("Target.service names the service, not its addresses: the shared tier'
     parseTarget("ipv4:10.0.0.1:1,10.0.0.2:1").service,
   );
   assert.notEqual(parseTarget("10.0.0.2:1,10.0.0.1:1").service, parseTarget("10.0.0.3:1,10.0.0.1:1").service);
+});
+
+Deno.test("grpcJsTarget() gives grpc-js a target it takes: a plain comma list's first element, else as given", () => {
+  assert.equal(grpcJsTarget("10.0.0.1:1, 10.0.0.2:1"), "10.0.0.1:1");
+  assert.equal(grpcJsTarget("a.svc:1,b.svc:1"), "a.svc:1");
+  for (
+    const same of [
+      "backend:1",
+      "dns:///svc:1",
+      "dns://10.0.0.53/svc:1",
+      "ipv4:10.0.0.1:1,10.0.0.2:1",
+      "[::1]:5",
+    ]
+  ) {
+    assert.equal(grpcJsTarget(same), same);
+  }
 });

@@ -138,6 +138,16 @@ export function isBalanced(target: Target): boolean {
   return !target.opaque && (target.names.length > 0 || target.addresses.length > 1);
 }
 
+/**
+ * The target as one grpc-js target (for a one-off client such as the reflection client): as given, except
+ * a plain comma list, which grpc-js does not take: its first element (every replica serves the same).
+ */
+export function grpcJsTarget(text: string): string {
+  const target = text.trim();
+  if (/^(dns|ipv4|ipv6|unix|unix-abstract|vsock):/i.test(target) || !target.includes(",")) return target;
+  return target.split(",")[0].trim();
+}
+
 /** The comma-separated elements of a list; an empty one is an error. */
 function list(text: string): string[] {
   const elements = text.split(",").map((s) => s.trim());
