@@ -302,7 +302,7 @@ export class BackendCalls {
     const start = () =>
       this.#unary
         ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent, retryable })
-        : this.#upstream.call(method, message, backendMetadata(headers, span?.traceparent), sink, {
+        : this.#upstream.call(method, message, requestMetadata(headers, span?.traceparent), sink, {
           retryable,
         });
     let call: UpstreamCall;
@@ -362,7 +362,7 @@ export class BackendCalls {
   ): UpstreamStream {
     const { span, ended } = this.#started(method, headers, "passthrough");
     const start = () =>
-      this.#upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
+      this.#upstream.stream(method, requestMetadata(headers, span?.traceparent), (event) => {
         if (event.type === "status") {
           ended(event.code, event.details);
           release();
@@ -405,13 +405,6 @@ function logStatus(method: string, status: StatusEvent): void {
       details: status.details,
     }));
   }
-}
-
-/** The caller's metadata for a grpc-js backend call, with the backend span as `traceparent`. */
-function backendMetadata(headers: http2.IncomingHttpHeaders, traceparent: string | undefined) {
-  const metadata = requestMetadata(headers);
-  if (traceparent !== undefined) metadata.set("traceparent", traceparent);
-  return metadata;
 }
 
 function noop(): void {}
