@@ -13,7 +13,7 @@ export const DEFAULT_GRPC_PORT = 50052;
 export const DEFAULT_METRICS_PORT = 2112;
 
 /** The `--help` text. */
-export const USAGE = `Usage: collapser --backend HOST:PORT [options]
+export const USAGE = `Usage: collapser --backend TARGET [options]
 
 A gRPC proxy that collapses identical in-flight unary calls into one backend call.
 
