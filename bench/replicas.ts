@@ -1,14 +1,16 @@
 /**
  * The cost of replicas: a bench:load-style unique-key run (every call a cache miss, so every call is a
  * backend call through the balancer) against the proxy in front of one backend and in front of three, side
- * by side in one run. Three proxies run at once, each its own process:
+ * by side in one run. Four proxies run at once, each its own process:
  *
  * - `1 IP`: `--backend 127.0.0.1:A`, the single-address path (no balancer, as before replicas);
- * - `1 name`: `--backend localhost:A`, one address through the balancer (resolver, picker, retry wrapper);
+ * - `1 IP, balancer`: `--backend 127.0.0.1:A,127.0.0.1:A`, the same address once, through the balancer;
+ * - `1 name`: `--backend localhost:A`, one address through the balancer, dialled by IP as the name;
  * - `3 IPs`: `--backend 127.0.0.1:A,127.0.0.1:B,127.0.0.1:C`, three addresses, least_request.
  *
- * Each round drives each proxy in turn with bench/loadgen.ts (unique keys) for `--seconds`, interleaved
- * (1 IP, 1 name, 3 IPs, 1 IP, ...) so that the shared machine's drift cancels, and reads the proxy's own
+ * Each round drives each proxy in turn with bench/loadgen.ts (unique keys) for `--seconds`, interleaved and
+ * in a rotated order each round (so that neither the shared machine's drift nor a fixed position favours
+ * one), and reads the proxy's own
  * CPU time (utime + stime from /proc) around the run: CPU per call is the number that must not grow with
  * the number of addresses. The backends are the example backend with no delay, one process each.
  *
@@ -73,13 +75,14 @@ async function main(): Promise<void> {
     const [a, b, c] = backendPorts.map((p) => `127.0.0.1:${p}`);
     const targets: Target[] = [
       { name: "1 IP", backend: a, runs: [] },
+      { name: "1 IP, balancer", backend: `${a},${a}`, runs: [] },
       { name: "1 name", backend: `localhost:${backendPorts[0]}`, runs: [] },
       { name: "3 IPs", backend: `${a},${b},${c}`, runs: [] },
     ];
     for (const target of targets) {
       const port = await freePort();
       target.port = port;
-      target.proc = spawn(`proxy-${target.name.replace(" ", "-")}`, DENO, [
+      target.proc = spawn(`proxy-${target.name.replace(/\W+/g, "-")}`, DENO, [
         "run",
         "-A",
         "main.ts",
@@ -103,7 +106,8 @@ async function main(): Promise<void> {
     }
     const before = await Promise.all(backendPorts.map(backendCalls));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const target of targets) {
+      const order = targets.map((_, i) => targets[(i + round) % targets.length]);
+      for (const target of order) {
         const pid = target.proc!.pid;
         const cpuFrom = cpuMs(pid), machineFrom = cpuSnapshot();
         const result = await loadgen(target.port!, [...load, "--duration", `${SECONDS}s`], tmp, 60_000);
@@ -115,7 +119,7 @@ async function main(): Promise<void> {
           cpuUsPerCall: (used * 1000) / result.total,
           otherCpuPct: otherCpuPct(machineFrom, cpuSnapshot()),
         });
-        console.error(
+        console.log(
           `round ${round + 1} ${target.name}: ${result.rps.toFixed(0)} calls/s, ` +
             `${((used * 1000) / result.total).toFixed(1)} µs CPU/call`,
         );
@@ -154,7 +158,7 @@ async function main(): Promise<void> {
       `\nbackend calls during the rounds (warm-up excluded): ${
         after.map((n, i) => n - before[i]).join(" / ")
       } ` +
-        "(backend A serves 1 IP, 1 name and a third of 3 IPs)",
+        "(backend A serves the three one-address proxies and a third of 3 IPs)",
     );
     for (const t of targets) await stop(t.proc!);
   } finally {
