@@ -26,6 +26,7 @@ import { watchRecycling } from "./src/supervisor/recycle.ts";
 import { runSupervisor } from "./src/supervisor/run.ts";
 import { parseProbe } from "./src/config/probe_flags.ts";
 import { probe } from "./src/admin/probe.ts";
+import { grpcJsTarget } from "./src/backend/target.ts";
 
 /** Parses configuration, starts the proxy, and drains it on SIGINT/SIGTERM. Returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -52,7 +53,7 @@ export async function main(args: string[]): Promise<number> {
   const policySource = new PolicySource(policyDefaults(config), {
     policyFile: config.policyFile,
     descriptorSet: config.descriptorSet,
-    reflection: config.reflection ? config.backend : undefined,
+    reflection: config.reflection ? grpcJsTarget(config.backend) : undefined,
   });
   const tlsMaterial = new TlsMaterial({ tls: config.tls, backendTls: config.backendTls });
   let policy, tls, redis;
@@ -101,6 +102,7 @@ export async function main(args: string[]): Promise<number> {
     port: proxy.port,
     metricsPort: admin.addr.port,
     ...effectiveConfig(config, policy),
+    addresses: proxy.backend.balancer?.addresses ?? [config.backend],
   });
 
   const running = proxy;

@@ -13,8 +13,9 @@
  * With `maxConcurrent` it behaves like a database-bound service: at most N Gets are served at once, later
  * ones wait in arrival order for a free slot (their delay starts when they get one).
  *
- * Run it: `deno run -A examples/backend.ts --port 50051 --delay 50ms [--max-concurrent 16]`
- * (`--port 0` picks a free port; the line it prints names it).
+ * Run it: `deno run -A examples/backend.ts --port 50051 --delay 50ms [--max-concurrent 16] [--host 127.0.0.2]`
+ * (`--port 0` picks a free port; the line it prints names it). SIGTERM or SIGINT stops it gracefully, as a
+ * replica being replaced would: a GOAWAY to every client, the calls in progress finished, then exit 0.
  *
  * @module
  */
@@ -45,6 +46,8 @@ export interface Backend {
   calls(): number;
   /** Stops at once. */
   close(): void;
+  /** Stops gracefully: no new calls (GOAWAY), the ones in progress finish; resolves once they have. */
+  shutdown(): Promise<void>;
 }
 
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
@@ -152,18 +155,24 @@ export async function startBackend(options: BackendOptions = {}): Promise<Backen
       else resolve(p);
     });
   });
-  return { port: bound, calls: () => calls, close: () => server.forceShutdown() };
+  return {
+    port: bound,
+    calls: () => calls,
+    close: () => server.forceShutdown(),
+    shutdown: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+  };
 }
 
 if (import.meta.main) {
   const { values, limit, delayMs } = parseFlagsOrExit(
     "example backend",
-    "Usage: deno run -A examples/backend.ts [--port N] [--delay DURATION] [--max-concurrent N]",
+    "Usage: deno run -A examples/backend.ts [--port N] [--host ADDR] [--delay DURATION] [--max-concurrent N]",
     () => {
       const { values } = parseArgs({
         args: Deno.args,
         options: {
           port: { type: "string", default: "50051" },
+          host: { type: "string", default: "127.0.0.1" },
           delay: { type: "string", default: "0" },
           "max-concurrent": { type: "string" },
         },
@@ -182,11 +191,15 @@ if (import.meta.main) {
   );
   const backend = await startBackend({
     port: Number(values.port),
+    host: values.host,
     delayMs,
     maxConcurrent: limit === undefined ? undefined : Number(limit),
   });
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => void backend.shutdown().then(() => Deno.exit(0)));
+  }
   console.log(
-    `example backend listening on 127.0.0.1:${backend.port} (delay ${values.delay}` +
+    `example backend listening on ${values.host}:${backend.port} (delay ${values.delay}` +
       (limit === undefined ? ")" : `, at most ${limit} Gets at once)`),
   );
 }

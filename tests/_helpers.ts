@@ -47,7 +47,11 @@ export interface TestBackend {
  * Starts the test backend. Unary echoes `{ echo: request, auth: authorization, n: call number }`; the
  * streaming methods behave like the example backend's.
  */
-export async function startTestBackend(handlers: TestHandlers = {}): Promise<TestBackend> {
+export async function startTestBackend(
+  handlers: TestHandlers = {},
+  host = "127.0.0.1",
+  port = 0,
+): Promise<TestBackend> {
   const calls: Record<string, number> = { Unary: 0, ServerStream: 0, ClientStream: 0, Bidi: 0 };
   const metadata: grpc.Metadata[] = [];
   const server = new grpc.Server();
@@ -81,15 +85,15 @@ export async function startTestBackend(handlers: TestHandlers = {}): Promise<Tes
       call.on("end", () => call.end());
     },
   });
-  const port = await listenLoopback(server);
-  return { port, address: `127.0.0.1:${port}`, calls, metadata, close: () => server.forceShutdown() };
+  const bound = await listenLoopback(server, host, port);
+  return { port: bound, address: `${host}:${bound}`, calls, metadata, close: () => server.forceShutdown() };
 }
 
 /** Binds a grpc-js server to a free loopback port (plaintext) and resolves with the port. */
-export function listenLoopback(server: grpc.Server): Promise<number> {
+export function listenLoopback(server: grpc.Server, host = "127.0.0.1", port = 0): Promise<number> {
   return new Promise((resolve, reject) =>
     server.bindAsync(
-      "127.0.0.1:0",
+      `${host}:${port}`,
       grpc.ServerCredentials.createInsecure(),
       (err, p) => err ? reject(err) : resolve(p),
     )

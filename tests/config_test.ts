@@ -12,6 +12,12 @@ function config(args: string[], env: Record<string, string> = {}) {
 Deno.test("parseConfig() applies the documented defaults", () => {
   assert.deepEqual(config(["--backend", "127.0.0.1:50051"]), {
     backend: "127.0.0.1:50051",
+    balancing: {
+      lbPolicy: "least_request",
+      resolveIntervalMs: 30_000,
+      outlier: { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectedPercent: 50 },
+      retryBudget: 0.2,
+    },
     host: "0.0.0.0",
     port: 50052,
     metricsPort: 2112,
@@ -107,7 +113,7 @@ Deno.test("parseConfig() says exactly what is wrong", async (t) => {
     ],
     [["--backend", "b:1"], { SHUTDOWN_TIMEOUT: "1000h" }, /SHUTDOWN_TIMEOUT: "1000h" is too long/],
     [["--backend", "b:1", "extra"], {}, /positional argument/],
-    [["--backend", ":::"], {}, /--backend: invalid backend ":::" \(expected HOST:PORT/],
+    [["--backend", ":::"], {}, /--backend: invalid backend ":::": .* \(expected HOST:PORT/],
     [["--backend", "host:0"], {}, /--backend: invalid backend "host:0"/],
     [[], { BACKEND_ADDRESS: "no-port" }, /BACKEND_ADDRESS: invalid backend "no-port"/],
     [
@@ -340,4 +346,65 @@ Deno.test("parseConfig() reads the Redis URL (credentials masked where shown) an
   assert.equal(maskedRedisUrl("redis://user:p@ss@h:1"), "redis://***@h:1", "a password holding @");
   assert.equal(maskedRedisUrl("redis://:pa/ss@h:1"), "redis://***@h:1", "a password holding /");
   assert.equal(maskedRedisUrl("redis://h:1"), "redis://h:1");
+});
+
+Deno.test("parseConfig() reads the balancing flags and their environment variables, and refuses bad ones", () => {
+  assert.deepEqual(
+    config([
+      "--backend",
+      "a:1,b:1",
+      "--lb-policy",
+      "round_robin",
+      "--resolve-interval",
+      "5s",
+      "--outlier-failures",
+      "3",
+      "--outlier-ejection-time",
+      "10s",
+      "--outlier-max-ejected",
+      "34%",
+      "--retry-budget",
+      "10",
+    ]).balancing,
+    {
+      lbPolicy: "round_robin",
+      resolveIntervalMs: 5_000,
+      outlier: { consecutiveFailures: 3, baseEjectionMs: 10_000, maxEjectedPercent: 34 },
+      retryBudget: 0.1,
+    },
+  );
+  assert.deepEqual(
+    config([], {
+      BACKEND_ADDRESS: "dns:///svc:1",
+      COLLAPSER_LB_POLICY: "least_request",
+      COLLAPSER_RESOLVE_INTERVAL: "1m",
+      COLLAPSER_OUTLIER_FAILURES: "0",
+      COLLAPSER_OUTLIER_EJECTION_TIME: "1s",
+      COLLAPSER_OUTLIER_MAX_EJECTED: "100%",
+      COLLAPSER_RETRY_BUDGET: "0%",
+    }).balancing,
+    {
+      lbPolicy: "least_request",
+      resolveIntervalMs: 60_000,
+      outlier: { consecutiveFailures: 0, baseEjectionMs: 1_000, maxEjectedPercent: 100 },
+      retryBudget: 0,
+    },
+  );
+  const bad: [string[], RegExp][] = [
+    [
+      ["--lb-policy", "fastest"],
+      /--lb-policy: invalid policy "fastest" \(expected least_request or round_robin\)/,
+    ],
+    [["--retry-budget", "120%"], /--retry-budget: invalid percentage "120%"/],
+    [["--outlier-max-ejected", "half"], /--outlier-max-ejected: invalid percentage "half"/],
+    [["--resolve-interval", "0"], /--resolve-interval/],
+    [["--outlier-failures", "many"], /--outlier-failures: invalid count "many"/],
+  ];
+  for (const [args, why] of bad) {
+    assert.throws(() => config(["--backend", "a:1", ...args]), (err) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, why);
+      return true;
+    });
+  }
 });

@@ -25,7 +25,7 @@ Deno.test("collapser exits 1 with one clear line and the usage on bad input", as
       const text = new TextDecoder().decode(stderr);
       assert.equal(code, 1);
       assert.match(text.split("\n")[0], message);
-      assert.match(text, /Usage: collapser --backend HOST:PORT/);
+      assert.match(text, /Usage: collapser --backend TARGET/);
     });
   }
 });

@@ -108,6 +108,8 @@ export async function serveAdmin(
   metrics.attach({ proxyStats: () => proxy.stats(), collapserStats: () => proxy.collapser.stats() });
   const tier = proxy.tier;
   if (tier !== undefined) metrics.tier(() => tier.stats);
+  const balancer = proxy.backend.balancer;
+  if (balancer !== undefined) metrics.balancer(() => balancer.stats());
   status.start(statusSource(proxy, options.config));
   return await startAdmin({
     metrics: () => metrics.text(),

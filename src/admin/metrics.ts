@@ -11,6 +11,8 @@ import type { BackendCallReport } from "../backend/backend_calls.ts";
 import type { ProxyStats } from "../server/proxy.ts";
 import type { CallReport, ProxyObserver } from "../server/observer.ts";
 import type { TierStats } from "../fleet/shared_tier.ts";
+import type { BalancerStats } from "../backend/balancer.ts";
+import { addressMetrics } from "./address_metrics.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */
 export const DEFAULT_MAX_METHOD_LABELS = 200;
@@ -339,6 +341,11 @@ export class Metrics implements ProxyObserver {
         this.inc(read().shards.outages);
       },
     });
+  }
+
+  /** Exports the backend's addresses (only a backend of several, or a name, has a balancer). */
+  balancer(read: () => BalancerStats): void {
+    addressMetrics(this.registry, read);
   }
 
   /** @inheritdoc */

@@ -12,6 +12,7 @@
  */
 
 import type { BackendCallReport } from "../backend/backend_calls.ts";
+import type { AddressStatus } from "../backend/balancer.ts";
 import type { CollapserStats } from "../core/collapser.ts";
 import { type HotKey, HotKeys, KEY_PREFIX_LENGTH } from "./hot_keys.ts";
 import type { Proxy, ProxyStats } from "../server/proxy.ts";
@@ -27,8 +28,11 @@ export interface StatusSnapshot {
   startedAt: string;
   uptimeSeconds: number;
   draining: boolean;
-  /** `ready`: whether the backend answered the last readiness probe (every 5 s); null before the first. */
-  backend: { target: string; ready: boolean | null };
+  /**
+   * `ready`: whether the backend answered the last readiness probe (every 5 s); null before the first.
+   * `addresses`: each address of a backend of several (a name or a list) and its state; null for one IP.
+   */
+  backend: { target: string; ready: boolean | null; addresses: AddressStatus[] | null };
   /** Over the last `windowSeconds` (10, or less just after start). */
   now: {
     windowSeconds: number;
@@ -85,6 +89,8 @@ export interface StatusSource {
   config: Record<string, unknown>;
   /** The shared tier's counters, when there is one. */
   tierStats?(): TierStats | undefined;
+  /** The backend's addresses, when it has a balancer. */
+  backendAddresses?(): AddressStatus[] | undefined;
 }
 
 /** What the board reads from a running `proxy`; `config` is shown as it is (mask credentials first). */
@@ -98,6 +104,7 @@ export function statusSource(proxy: Proxy, config: Record<string, unknown>): Sta
     backendTarget: String(config.backend ?? ""),
     config,
     tierStats: () => proxy.tier?.stats,
+    backendAddresses: () => proxy.backend.balancer?.stats().addresses,
   };
 }
 
@@ -229,7 +236,11 @@ export class StatusBoard implements ProxyObserver {
       startedAt: new Date(this.#startedAt).toISOString(),
       uptimeSeconds: (Date.now() - this.#startedAt) / 1000,
       draining: source.draining(),
-      backend: { target: source.backendTarget, ready: this.#ready },
+      backend: {
+        target: source.backendTarget,
+        ready: this.#ready,
+        addresses: source.backendAddresses?.() ?? null,
+      },
       now: {
         windowSeconds: seconds,
         requestsPerSecond: delta("requests") / seconds,

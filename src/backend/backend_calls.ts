@@ -10,7 +10,6 @@ import type * as http2 from "node:http2";
 import type { Collapser, Flight } from "../core/collapser.ts";
 import { formatDuration } from "../util/duration.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
-import { H2Channel, plainAuthority } from "./h2_channel.ts";
 import { log } from "../util/log.ts";
 import { type LeadRequest, NOT_CACHED, retention, STALE_HEADER, STALE_IF } from "../policy/retention.ts";
 import { Limiter, type LimiterOptions } from "./limiter.ts";
@@ -18,6 +17,9 @@ import { queuedStream } from "./queued_stream.ts";
 import type { ClientTls } from "../wire/tls.ts";
 import { startBackendSpan } from "../wire/tracing.ts";
 import { requestMetadata, Upstream } from "./upstream.ts";
+import type { Balancer, BalancerOptions } from "./balancer.ts";
+import type { PassClient, UnaryClient } from "./clients.ts";
+import { backendClients } from "./backend_clients.ts";
 import {
   type ResponseEvent,
   type StatusEvent,
@@ -78,15 +80,19 @@ export interface BackendCallsOptions {
   tls?: ClientTls;
   /** Bound on backend calls at once (collapsed and passed through), with its queue. @default {no bound} */
   limit?: LimiterOptions;
+  /** How calls are spread when the target has several addresses (balancer.ts). @default {its defaults} */
+  balancing?: Omit<BalancerOptions, "tls">;
 }
 
 /** The backend clients and the calls made through them. */
 export class BackendCalls {
   /** The grpc-js client: passthrough calls, readiness, and collapsed calls to targets h2 cannot serve. */
-  #upstream: Upstream;
+  #upstream: PassClient;
   readonly #target: string;
   /** Collapsed calls' client when the backend is a plain `host:port` (see h2_channel.ts). */
-  readonly #unary: H2Channel | undefined;
+  readonly #unary: UnaryClient | undefined;
+  /** With several addresses (or a name to resolve): the balancer behind both clients. */
+  readonly balancer: Balancer | undefined;
   readonly #timeoutMs: number;
   readonly #onFinished: BackendCallsOptions["onFinished"];
   readonly #collapser: Collapser<ResponseEvent>;
@@ -95,9 +101,7 @@ export class BackendCalls {
 
   constructor(options: BackendCallsOptions, collapser: Collapser<ResponseEvent>) {
     this.#target = options.backend;
-    this.#upstream = new Upstream(options.backend, { tls: options.tls });
-    const authority = options.backendClient === "grpc-js" ? undefined : plainAuthority(options.backend);
-    this.#unary = authority === undefined ? undefined : new H2Channel(authority, { tls: options.tls });
+    ({ unary: this.#unary, upstream: this.#upstream, balancer: this.balancer } = backendClients(options));
     this.#timeoutMs = options.backendTimeoutMs;
     this.#onFinished = options.onFinished;
     this.#collapser = collapser;
@@ -125,7 +129,7 @@ export class BackendCalls {
   }
 
   /** The grpc-js client. */
-  get upstream(): Upstream {
+  get upstream(): PassClient {
     return this.#upstream;
   }
 
@@ -135,6 +139,7 @@ export class BackendCalls {
    * has in flight finish.
    */
   setTls(tls: ClientTls): void {
+    if (this.balancer !== undefined) return this.balancer.setTls(tls);
     this.#unary?.setTls(tls);
     const old = this.#upstream;
     this.#upstream = new Upstream(this.#target, { tls });
@@ -243,6 +248,7 @@ export class BackendCalls {
   /** The leader's backend call itself; `release` gives its concurrency slot back when it ends. */
   #lead(flight: Flight<ResponseEvent>, request: LeadRequest, release: () => void): void {
     const { method, message, headers, policy } = request;
+    const retryable = policy.retry;
     let messages = 0;
     const { span, ended } = this.#started(method, headers, "leader", request.key);
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
@@ -295,8 +301,10 @@ export class BackendCalls {
     };
     const start = () =>
       this.#unary
-        ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent })
-        : this.#upstream.call(method, message, backendMetadata(headers, span?.traceparent), sink);
+        ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent, retryable })
+        : this.#upstream.call(method, message, requestMetadata(headers, span?.traceparent), sink, {
+          retryable,
+        });
     let call: UpstreamCall;
     try {
       call = span ? span.run(start) : start();
@@ -354,7 +362,7 @@ export class BackendCalls {
   ): UpstreamStream {
     const { span, ended } = this.#started(method, headers, "passthrough");
     const start = () =>
-      this.#upstream.stream(method, backendMetadata(headers, span?.traceparent), (event) => {
+      this.#upstream.stream(method, requestMetadata(headers, span?.traceparent), (event) => {
         if (event.type === "status") {
           ended(event.code, event.details);
           release();
@@ -397,13 +405,6 @@ function logStatus(method: string, status: StatusEvent): void {
       details: status.details,
     }));
   }
-}
-
-/** The caller's metadata for a grpc-js backend call, with the backend span as `traceparent`. */
-function backendMetadata(headers: http2.IncomingHttpHeaders, traceparent: string | undefined) {
-  const metadata = requestMetadata(headers);
-  if (traceparent !== undefined) metadata.set("traceparent", traceparent);
-  return metadata;
 }
 
 function noop(): void {}

@@ -38,9 +38,9 @@ import {
   Status,
   type StatusCode,
 } from "../wire/grpc_wire.ts";
-import { log } from "../util/log.ts";
 import type { ClientTls } from "../wire/tls.ts";
 import { corkTurn } from "../wire/cork.ts";
+import { openSession, type Session, type SessionHost } from "./h2_session.ts";
 import { forwardedHeaders, statusForHttp, statusForReset, wasRefused } from "./h2_mapping.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS } from "./upstream.ts";
 import {
@@ -55,7 +55,6 @@ import {
 const {
   NGHTTP2_FLAG_END_STREAM: END_STREAM,
   NGHTTP2_CANCEL,
-  NGHTTP2_ENHANCE_YOUR_CALM,
 } = http2.constants;
 
 /** Re-exported: how long a backend session with no call open is kept (defined beside grpc-js's). */
@@ -77,6 +76,27 @@ export interface H2ChannelOptions {
   idleTimeoutMs?: number;
   /** Connect over TLS (ALPN h2) with these; undefined = plaintext h2c. */
   tls?: ClientTls;
+  /**
+   * Connect to this IP address rather than resolving the authority's host (one address of a name the
+   * balancer resolved): the `:authority` stays the name, and over TLS so do the SNI and the certificate
+   * check. @default {the authority's host, resolved by the system}
+   */
+  address?: { readonly host: string; readonly port: number };
+}
+
+/** Why a call never reached the backend: its connection failed, or its stream was refused or excluded. */
+export type Unreached = "connect" | "refused";
+
+/** Per-call options of {@linkcode H2Channel.call}. */
+export interface H2CallOptions {
+  /** The backend span's W3C `traceparent`, sent instead of the caller's. */
+  traceparent?: string;
+  /**
+   * Called instead of finishing a call that never reached the backend: its connection could not be made,
+   * or its stream was refused or excluded by a GOAWAY (RFC 9113 §8.7). Return true to take it over (to
+   * send it elsewhere): its sink then hears nothing more. Otherwise it ends as it would have.
+   */
+  unreached?: (why: Unreached) => boolean;
 }
 
 /** `host:port` or `[v6]:port`, the only targets this channel serves; undefined for anything else. */
@@ -84,29 +104,19 @@ export function plainAuthority(target: string): string | undefined {
   return /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(target) ? target : undefined;
 }
 
-/** A session and the number of calls open on it (keepalive pings only while there are some). */
-interface Session {
-  readonly h2: http2.ClientHttp2Session;
-  open: number;
-  /** When `open` last fell to 0 (`performance.now()`). */
-  idleSince: number;
-  /** Whether the backend's SETTINGS have arrived: it speaks HTTP/2. */
-  settled: boolean;
-}
-
 /** A raw HTTP/2 client for one backend address. */
 export class H2Channel {
   readonly #authority: string;
   readonly #maxMessageBytes: number;
-  #keepaliveMs: number;
-  readonly #keepaliveTimeoutMs: number;
-  readonly #idleTimeoutMs: number;
+  /** What its sessions read and tell (h2_session.ts). */
+  readonly #host: SessionHost;
   /** The session new calls go to. */
   #current: Session | undefined;
   /** Every session not yet closed, including retired ones still finishing calls. */
   readonly #sessions = new Set<Session>();
   #closed = false;
   #tls: ClientTls | undefined;
+  readonly #address: H2ChannelOptions["address"];
 
   constructor(authority: string, options: H2ChannelOptions = {}) {
     const { idleTimeoutMs = DEFAULT_IDLE_TIMEOUT_MS } = options;
@@ -116,12 +126,22 @@ export class H2Channel {
           `received ${idleTimeoutMs}`,
       );
     }
-    this.#idleTimeoutMs = idleTimeoutMs;
     this.#authority = authority;
     this.#tls = options.tls;
+    this.#address = options.address;
     this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
-    this.#keepaliveMs = options.keepaliveMs ?? 30_000;
-    this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 10_000;
+    this.#host = {
+      keepaliveMs: options.keepaliveMs ?? 30_000,
+      keepaliveTimeoutMs: options.keepaliveTimeoutMs ?? 10_000,
+      idleTimeoutMs,
+      retire: (session) => {
+        if (this.#current === session) this.#current = undefined;
+      },
+      forget: (session) => {
+        if (this.#current === session) this.#current = undefined;
+        this.#sessions.delete(session);
+      },
+    };
   }
 
   /**
@@ -134,7 +154,7 @@ export class H2Channel {
     message: Uint8Array,
     caller: IncomingHttpHeaders,
     sink: ResponseSink,
-    options: { traceparent?: string } = {},
+    options: H2CallOptions = {},
   ): UpstreamCall {
     let finished = false;
     const finish = (code: StatusCode, details: string, trailers?: IncomingHttpHeaders) => {
@@ -220,7 +240,14 @@ export class H2Channel {
         if (--session.open === 0) session.idleSince = performance.now();
         if (finished) return;
         const h2 = session.h2;
-        if (!responded && early === undefined && retries > 0 && wasRefused(current, error)) {
+        const refused = !responded && early === undefined && wasRefused(current, error);
+        if (options.unreached !== undefined && (refused || !session.connected)) {
+          if (options.unreached(refused ? "refused" : "connect")) {
+            finished = true;
+            return;
+          }
+        }
+        if (refused && retries > 0) {
           // The backend did not process it (RFC 9113 §8.7): a stream refused, or one that crossed the
           // backend's GOAWAY on the wire. Sending it again is safe; a session that is going away is not
           // used for it (the refusal of one stream alone says nothing about the connection).
@@ -325,85 +352,9 @@ export class H2Channel {
   #connected(): Session {
     const current = this.#current;
     if (current !== undefined && !current.h2.closed && !current.h2.destroyed) return current;
-    const tls = this.#tls;
-    const h2 = http2.connect(`${tls ? "https" : "http"}://${this.#authority}`, {
-      settings: { enablePush: false, initialWindowSize: 1 << 20 },
-      // Unique keys under load put thousands of streams on this one session.
-      maxSessionMemory: 512,
-      ...tls,
-      ...(tls && { ALPNProtocols: ["h2"] }),
-    });
-    const session: Session = { h2, open: 0, idleSince: performance.now(), settled: false };
+    const session = openSession(this.#authority, this.#tls, this.#address, this.#host);
     this.#current = session;
     this.#sessions.add(session);
-    let pingTimer: ReturnType<typeof setTimeout> | undefined;
-    h2.on("error", (err) => log.debug("backend session error: {error}", { error: String(err) }));
-    h2.once("remoteSettings", () => session.settled = true);
-    h2.on("goaway", (errorCode: number, _lastStreamId: number, data?: Uint8Array) => {
-      // Calls in flight finish on this session; new ones go to a new one.
-      if (this.#current === session) this.#current = undefined;
-      if (
-        errorCode === NGHTTP2_ENHANCE_YOUR_CALM && data && new TextDecoder().decode(data) === "too_many_pings"
-      ) {
-        // The backend's keepalive policy is stricter (grpc-go's default: one ping per 5 min): back off, as
-        // grpc-js does.
-        this.#keepaliveMs = Math.min(this.#keepaliveMs * 2, 2 ** 31 - 1);
-        log.warn("backend asked for fewer keepalive pings; now every {ms} ms", { ms: this.#keepaliveMs });
-      }
-    });
-    h2.on("close", () => {
-      if (this.#current === session) this.#current = undefined;
-      this.#sessions.delete(session);
-      clearInterval(keepalive);
-      clearTimeout(pingTimer);
-      clearTimeout(idleTimer);
-    });
-    h2.on("connect", () => {
-      try {
-        h2.setLocalWindowSize(8 << 20);
-      } catch {
-        // closed meanwhile
-      }
-    });
-    const keepalive = setInterval(() => {
-      // Only while calls are open, as grpc-js does: servers count pings on an idle connection as abuse.
-      if (session.open === 0 || pingTimer !== undefined || h2.closed || h2.destroyed) return;
-      // Destroyed with an error, so that the calls on it end UNAVAILABLE rather than CANCELLED.
-      pingTimer = setTimeout(
-        () => h2.destroy(new Error("keepalive ping not answered")),
-        this.#keepaliveTimeoutMs,
-      );
-      Deno.unrefTimer(pingTimer as unknown as number);
-      try {
-        h2.ping((err) => {
-          clearTimeout(pingTimer);
-          pingTimer = undefined;
-          if (err) h2.destroy(err);
-        });
-      } catch (err) {
-        clearTimeout(pingTimer);
-        pingTimer = undefined;
-        h2.destroy(err as Error);
-      }
-    }, this.#keepaliveMs);
-    Deno.unrefTimer(keepalive as unknown as number);
-    // One timer per session, not one per call: when it fires early (a call was open, or one ended since it
-    // was set) it is set again for the rest of the period.
-    let idleTimer: ReturnType<typeof setTimeout> | undefined;
-    const idleCheck = () => {
-      if (h2.closed || h2.destroyed) return;
-      const idleMs = session.open === 0 ? performance.now() - session.idleSince : 0;
-      if (idleMs >= this.#idleTimeoutMs) {
-        // Retired first, so that no call goes to it while its GOAWAY is on the way.
-        if (this.#current === session) this.#current = undefined;
-        log.debug("closing the backend session, idle for {ms} ms", { ms: Math.round(idleMs) });
-        h2.close();
-        return;
-      }
-      idleTimer = setTimeout(idleCheck, Math.min(this.#idleTimeoutMs - idleMs, 2 ** 31 - 1));
-      Deno.unrefTimer(idleTimer as unknown as number);
-    };
-    if (this.#idleTimeoutMs !== Infinity) idleCheck();
     return session;
   }
 }

@@ -2,7 +2,10 @@
  * Calls to the backend. {@linkcode BackendCalls} makes the one detached call behind each flight of
  * collapsed callers (over {@linkcode H2Channel}, a lean raw HTTP/2 client) and the passthrough calls that
  * belong to one caller (over grpc-js, upstream.ts), bounds them with the concurrency limiter, and reports
- * each. The collapser, the policy and the shared tier never see a connection.
+ * each. A backend of several addresses is a {@linkcode Balancer}: the target parsed (target.ts) and
+ * resolved (resolver.ts), one endpoint per address (endpoint.ts), a picker (picker.ts), outlier ejection
+ * (outlier.ts), retries (balanced_call.ts) within a budget (retry_budget.ts). The collapser, the policy and
+ * the shared tier never see a connection, nor an address.
  *
  * @module
  */
@@ -13,3 +16,14 @@ export * from "./h2_mapping.ts";
 export * from "./upstream.ts";
 export * from "./limiter.ts";
 export * from "./queued_stream.ts";
+export * from "./h2_session.ts";
+export * from "./clients.ts";
+export * from "./backend_clients.ts";
+export * from "./target.ts";
+export * from "./resolver.ts";
+export * from "./endpoint.ts";
+export * from "./picker.ts";
+export * from "./outlier.ts";
+export * from "./retry_budget.ts";
+export * from "./balanced_call.ts";
+export * from "./balancer.ts";

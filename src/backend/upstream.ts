@@ -24,9 +24,10 @@ import type { ClientTls } from "../wire/tls.ts";
 
 /**
  * Request headers of a downstream call → metadata for the backend call: everything except pseudo-headers
- * and per-hop headers; `-bin` values are decoded from base64 (grpc-js encodes them again).
+ * and per-hop headers; `-bin` values are decoded from base64 (grpc-js encodes them again). `traceparent`,
+ * when given, replaces the caller's (the backend call's own span).
  */
-export function requestMetadata(headers: IncomingHttpHeaders): grpc.Metadata {
+export function requestMetadata(headers: IncomingHttpHeaders, traceparent?: string): grpc.Metadata {
   const metadata = new grpc.Metadata();
   for (const key in headers) {
     if (key.charCodeAt(0) === 0x3a /* ':' */ || HOP_HEADERS.has(key)) continue;
@@ -44,6 +45,7 @@ export function requestMetadata(headers: IncomingHttpHeaders): grpc.Metadata {
       }
     }
   }
+  if (traceparent !== undefined) metadata.set("traceparent", traceparent);
   return metadata;
 }
 
@@ -123,9 +125,12 @@ function channelCredentials(
   }];
 }
 
-/** The IP address of a `host:port` or `[v6]:port` target, or undefined when the host is a name. */
+/**
+ * The IP address of a `host:port`, `[v6]:port`, `ipv4:IP:port` or `ipv6:[IP]:port` target (one address),
+ * or undefined when the host is a name.
+ */
 function ipHost(target: string): string | undefined {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:/]+)):\d+$/.exec(target);
+  const match = /^(?:ipv[46]:)?(?:\[([0-9a-fA-F:.]+)\]|([^:/]+)):\d+$/.exec(target);
   const host = match?.[1] ?? match?.[2];
   return host !== undefined && isIP(host) !== 0 ? host : undefined;
 }

@@ -20,6 +20,8 @@ import { ConfigError, type FlagTable, Reader } from "./reader.ts";
 import { backendTls, serverTls, TLS_FLAGS } from "./tls_flags.ts";
 import { REDIS_FLAGS, redisConfig } from "./redis_flags.ts";
 import { WORKERS_FLAGS, type WorkersConfig, workersConfig } from "./workers_flags.ts";
+import { BALANCING_FLAGS, type BalancingConfig, balancingConfig } from "./balancing_flags.ts";
+import { parseTarget, TargetError } from "../backend/target.ts";
 
 export { ConfigError };
 
@@ -30,8 +32,10 @@ export const DEFAULT_HOT_KEYS = 1_000;
 
 /** The proxy's effective configuration. */
 export interface Config extends WorkersConfig {
-  /** Backend target, `host:port` (any grpc-js target works, e.g. `dns:///svc:50051`). */
+  /** Backend target: `host:port`, a comma list, `dns:///name:port`, `ipv4:`/`ipv6:` lists (target.ts). */
   backend: string;
+  /** How calls are spread over the backend's addresses, ejected and retried. */
+  balancing: BalancingConfig;
   /** Address the gRPC listener binds. */
   host: string;
   /** gRPC listener port; 0 picks a free one. */
@@ -112,6 +116,7 @@ const FLAGS = {
   ...TLS_FLAGS,
   ...REDIS_FLAGS,
   ...WORKERS_FLAGS,
+  ...BALANCING_FLAGS,
   "reuse-port": { type: "boolean" },
   "max-message-size": { type: "string" },
   "log-level": { type: "string" },
@@ -225,6 +230,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     help: false,
     config: {
       backend: backend.value.trim(),
+      balancing: balancingConfig(read),
       host: read.string("host", "GRPC_HOST") ?? "0.0.0.0",
       port: read.port("port", "GRPC_PORT", DEFAULT_GRPC_PORT),
       metricsPort: read.port("metrics-port", "METRICS_PORT", DEFAULT_METRICS_PORT),
@@ -265,16 +271,17 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
 }
 
 /**
- * Rejects a backend target that can never be reached: one that names no gRPC resolver scheme must be
+ * Rejects a backend target that can never be reached (target.ts parses it): each element must be
  * `host:port` or `[v6]:port` with a port from 1 to 65535 (grpc-js would take `:::` and fail every call).
  */
 function checkTarget(target: string, source: string): void {
-  if (/^(dns|unix|unix-abstract|ipv4|ipv6|vsock):/i.test(target)) return;
-  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(target);
-  if (match === null || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+  try {
+    parseTarget(target);
+  } catch (err) {
+    if (!(err instanceof TargetError)) throw err;
     throw new ConfigError(
-      `${source}: invalid backend ${JSON.stringify(target)} (expected HOST:PORT, [IPv6]:PORT, ` +
-        `or a grpc-js target such as dns:///svc:50051 or unix:/path)`,
+      `${source}: invalid backend ${JSON.stringify(target)}: ${err.message} (expected HOST:PORT, a comma ` +
+        `list of them, dns:///NAME:PORT, dns://RESOLVER:PORT/NAME:PORT, ipv4:/ipv6: lists or unix:/path)`,
     );
   }
 }

@@ -13,12 +13,14 @@ export const DEFAULT_GRPC_PORT = 50052;
 export const DEFAULT_METRICS_PORT = 2112;
 
 /** The `--help` text. */
-export const USAGE = `Usage: collapser --backend HOST:PORT [options]
+export const USAGE = `Usage: collapser --backend TARGET [options]
 
 A gRPC proxy that collapses identical in-flight unary calls into one backend call.
 
 Options (each overrides the environment variable in brackets):
-  --backend HOST:PORT        backend to forward every call to            [BACKEND_ADDRESS] (required)
+  --backend TARGET           backend to forward every call to            [BACKEND_ADDRESS] (required)
+                             HOST:PORT (a name: every A/AAAA address), A:PORT,B:PORT, dns:///NAME:PORT,
+                             dns://RESOLVER:PORT/NAME:PORT, ipv4:/ipv6: lists, unix:/path
   --port N                   gRPC listen port                            [GRPC_PORT] (default ${DEFAULT_GRPC_PORT})
   --host ADDR                gRPC listen address                         [GRPC_HOST] (default 0.0.0.0)
   --metrics-port N           metrics and health port                     [METRICS_PORT] (default ${DEFAULT_METRICS_PORT})
@@ -95,6 +97,18 @@ Several cores (one supervisor, N worker processes on one port):
   --recycle-connections N    replace a worker after N client connections [COLLAPSER_RECYCLE_CONNECTIONS] (default 0: never)
   --recycle-rss SIZE         replace a worker past this resident set,    [COLLAPSER_RECYCLE_RSS] (default 0: never)
                              e.g. 200MiB (needs --workers; 1 is fine)
+A backend of several addresses (a name, or a list):
+  --lb-policy POLICY         least_request (the less busy of two random   [COLLAPSER_LB_POLICY] (default least_request)
+                             addresses) or round_robin
+  --resolve-interval DURATION  how often names are resolved again        [COLLAPSER_RESOLVE_INTERVAL] (default 30s)
+                             (also when a connection is lost)
+  --outlier-failures N       UNAVAILABLE answers in a row that eject an  [COLLAPSER_OUTLIER_FAILURES] (default 5)
+                             address (a refused connection ejects at once); 0 = only refusals
+  --outlier-ejection-time DURATION  first ejection; each next one lasts  [COLLAPSER_OUTLIER_EJECTION_TIME] (default 30s)
+                             longer (up to 5m)
+  --outlier-max-ejected PERCENT  most addresses ejected at once          [COLLAPSER_OUTLIER_MAX_EJECTED] (default 50%)
+  --retry-budget PERCENT     retries at most this share of calls         [COLLAPSER_RETRY_BUDGET] (default 20%)
+                             (transparent ones, and idempotent methods'); 0 = no retries
 
   --max-message-size BYTES   largest request message accepted            [COLLAPSER_MAX_MESSAGE_SIZE] (default 4194304)
   --log-level LEVEL          debug, info, warn or error                  [LOG_LEVEL] (default info)

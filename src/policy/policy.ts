@@ -39,6 +39,11 @@ export interface MethodPolicy {
   readonly keepError: FinishOptions;
   /** Which request metadata is in this method's collapse key. */
   readonly key: KeyFilter;
+  /**
+   * Whether a backend call that may have reached the backend may be sent again to another address: the
+   * service declares the method idempotent or free of side effects, or a rule says `retry: true`.
+   */
+  readonly retry: boolean;
 }
 
 /** A compiled list of method-path globs. */
@@ -64,6 +69,8 @@ export interface PolicyRule {
   readonly ignoreHeaders?: readonly string[];
   readonly staleIfErrorMs?: number;
   readonly refreshAhead?: boolean;
+  /** Calls of these methods may be retried on another address even after they may have reached one. */
+  readonly retry?: boolean;
 }
 
 /** What the flags say; every method gets this unless a rule or the service says otherwise. */
@@ -236,6 +243,7 @@ export class Policy {
         : NOT_KEPT,
       keepError: errorTtlMs > 0 ? Object.freeze({ cache: true, ttlMs: errorTtlMs }) : NOT_KEPT,
       key: this.#filter(keyHeaders, ignoreHeaders),
+      retry: rule?.retry ?? (info !== undefined && info.idempotency !== "IDEMPOTENCY_UNKNOWN"),
     });
   }
 

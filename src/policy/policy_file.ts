@@ -12,6 +12,8 @@
  *     cacheErrors: [NOT_FOUND]
  *     errorTtl: 200ms
  *     staleIfError: 30s
+ *   - method: /shop.Catalog/*
+ *     retry: true        # may be sent again to another replica after a failure
  * ```
  *
  * @module
@@ -51,6 +53,7 @@ const FIELDS = [
   "ignoreHeaders",
   "staleIfError",
   "refreshAhead",
+  "retry",
 ] as const;
 
 /** Longest duration a rule may give (a timer cannot wait longer: 2^31 - 1 ms, about 596 h). */
@@ -178,6 +181,7 @@ function parseRule(raw: unknown, where: string): PolicyRule {
     ignoreHeaders: list("ignoreHeaders", ignoredHeaderName),
     staleIfErrorMs: duration("staleIfError"),
     refreshAhead: bool("refreshAhead"),
+    retry: bool("retry"),
   };
 }
 

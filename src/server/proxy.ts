@@ -20,7 +20,9 @@ import { log } from "../util/log.ts";
 import { Policy } from "../policy/policy.ts";
 import { ShadowLedger } from "../core/shadow.ts";
 import { type ClientTls, peerIdentity, type ServerTls } from "../wire/tls.ts";
-import type { Upstream } from "../backend/upstream.ts";
+import type { PassClient } from "../backend/clients.ts";
+import type { BalancerOptions } from "../backend/balancer.ts";
+import { parseTarget } from "../backend/target.ts";
 import type { ResponseEvent } from "../wire/response.ts";
 import type { RedisConfig } from "../fleet/redis_config.ts";
 import { SharedTier } from "../fleet/shared_tier.ts";
@@ -85,6 +87,8 @@ export interface ProxyOptions {
   reusePort?: boolean;
   /** Told of every finished call and backend call (the seam for metrics). */
   observer?: ProxyObserver;
+  /** A backend of several addresses: how calls are spread, ejected and retried. @default {balancer.ts's} */
+  balancing?: Omit<BalancerOptions, "tls">;
 }
 
 /** Counters of the proxy itself, beside {@linkcode Collapser.stats}. */
@@ -156,6 +160,7 @@ export class Proxy implements CallHost {
       onFinished: this.#observer && ((info) => this.#observer!.backendCall(info)),
       tls: options.backendTls,
       limit: options.backendLimit,
+      balancing: options.balancing,
     }, this.collapser);
     const serverOptions: http2.ServerOptions = {
       // Each collapsed follower is a stream; allow large herds on one connection.
@@ -219,6 +224,7 @@ export class Proxy implements CallHost {
    */
   static async start(options: ProxyOptions): Promise<Proxy> {
     const proxy = new Proxy(options);
+    await proxy.backend.balancer?.start(); // the first resolution of the backend's names
     const redis = options.redis;
     if (redis !== undefined) {
       // Loaded only when asked for: without the tier no Redis code runs.
@@ -227,7 +233,10 @@ export class Proxy implements CallHost {
         prefix: redis.prefix,
         // Pub/sub ignores the database number, and two services can have methods of the same name: a fleet
         // shares only with proxies on the same database in front of the same backend target.
-        scope: `${redis.db}:${createHash("sha256").update(options.backend).digest("hex").slice(0, 12)}`,
+        // The service, not its addresses: the same whatever a name resolves to (target.ts).
+        scope: `${redis.db}:${
+          createHash("sha256").update(parseTarget(options.backend).service).digest("hex").slice(0, 12)
+        }`,
         maxBytes: redis.maxBytes,
         timeoutMs: redis.timeoutMs,
         lockMs: redis.lockTtlMs,
@@ -259,7 +268,7 @@ export class Proxy implements CallHost {
   }
 
   /** The backend's grpc-js client (for readiness checks). */
-  get upstream(): Upstream {
+  get upstream(): PassClient {
     return this.backend.upstream;
   }
 
