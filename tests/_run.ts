@@ -55,10 +55,14 @@ async function run(command: string, args: string[], env?: Record<string, string>
   return (await child.status).success;
 }
 
+/** Why a tool is still missing after `install`: why apt-get was not used, or what came of it. */
+let notInstalled = "";
+
 /** Installs what it can of `missing`; returns what is still missing. */
 async function install(missing: ToolName[]): Promise<ToolName[]> {
   const why = whyNoApt();
-  if (why !== undefined) return missing;
+  notInstalled = why ?? "";
+  if (why !== undefined || missing.length === 0) return missing;
   const packages = debianPackages(missing);
   for (const name of missing) {
     say(`installing ${TOOLS[name].debian} (Debian) for ${name}: ${TOOLS[name].why}`);
@@ -66,20 +70,17 @@ async function install(missing: ToolName[]): Promise<ToolName[]> {
   const env = { DEBIAN_FRONTEND: "noninteractive" };
   const ok = await run("apt-get", ["update", "-qq"], env) &&
     await run("apt-get", ["install", "-y", "-qq", ...packages], env);
-  if (!ok) say(`apt-get install ${packages.join(" ")} failed; the tests that need them will say so`);
+  notInstalled = ok ? "apt-get ran, yet it is not on the PATH" : "apt-get failed";
   // Looked up again in this process: hasTool caches, so ask a fresh `which`.
   return missing.filter((name) => which(TOOLS[name].command) === undefined);
 }
 
 const required = Deno.env.get(REQUIRE_TOOLS_ENV) === "1";
 const missing = await install(declaredTools().filter((name) => !hasTool(name)));
-const why = whyNoApt();
 for (const name of missing) {
+  const outcome = required ? `its tests will fail (${REQUIRE_TOOLS_ENV}=1)` : "its tests will be ignored";
   say(
-    `${name} is missing (apt-get install ${TOOLS[name].debian}; not installed here: ${
-      why ?? "install failed"
-    }): ` +
-      (required ? `its tests will fail (${REQUIRE_TOOLS_ENV}=1)` : "its tests will be ignored"),
+    `${name} is missing (apt-get install ${TOOLS[name].debian}; not installed: ${notInstalled}): ${outcome}`,
   );
 }
 
