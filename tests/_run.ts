@@ -4,7 +4,8 @@
  * 1. finds which system tools the tests declare (`needs("…")`, see _needs.ts) are missing here;
  * 2. installs them with apt-get where it can (root on Debian), one line per package saying why; set
  *    `COLLAPSER_TEST_INSTALL=0` to never install;
- * 3. runs `deno test -A --parallel tests/` (or the files given as arguments), passing its output through;
+ * 3. runs `deno test -A --parallel tests/` (or the files and `deno test` flags given as arguments), passing
+ *    its output through;
  * 4. lists the tests that were ignored, one line each naming the package, with their count, and ends with
  *    one line `tests: N passed, N failed, N skipped`.
  *
@@ -84,7 +85,9 @@ for (const name of missing) {
   );
 }
 
-const targets = Deno.args.length > 0 ? Deno.args : [TESTS_DIR];
+// Flags (`--filter x`, `--no-check`) pass through; with no file named, the whole of tests/.
+const namesFiles = Deno.args.some((arg) => !arg.startsWith("-") && /\.(ts|js)$|\/$/.test(arg));
+const targets = namesFiles ? Deno.args : [...Deno.args, TESTS_DIR];
 const child = new Deno.Command(Deno.execPath(), {
   args: ["test", "-A", "--parallel", ...targets],
   stdout: "piped",
