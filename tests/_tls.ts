@@ -1,7 +1,8 @@
 /**
- * TLS test material, generated at test time with `openssl` (Debian package `openssl`) in a temporary
- * directory removed on dispose, so that no private key is checked in. EC P-256 keys keep it fast; still,
- * generate it once per test file, not per test.
+ * TLS test material, generated at test time in process with `@peculiar/x509` over Deno's WebCrypto (no
+ * `openssl` command needed), written to a temporary directory removed on dispose, so that no private key is
+ * checked in. EC P-256 keys keep it fast (tens of milliseconds for the set); still, generate it once per
+ * test file, not per test.
  *
  * - `ca`, and `otherCa` (an unrelated CA);
  * - `server` (A) and `serverB` (a different key), both for DNS `localhost` and IP 127.0.0.1, signed by `ca`;
@@ -13,6 +14,8 @@
  * `startTlsBackend` (a grpc-js backend over TLS) and `disposing`.
  */
 
+import "reflect-metadata"; // @peculiar/x509 (through tsyringe) needs the Reflect metadata polyfill
+import * as x509 from "@peculiar/x509";
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { X509Certificate } from "node:crypto";
@@ -54,118 +57,129 @@ export interface TlsFixture extends AsyncDisposable {
   file(name: string): string;
 }
 
-async function openssl(dir: string, args: string[]): Promise<void> {
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command("openssl", { args, cwd: dir, stdout: "piped", stderr: "piped" }).output();
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new Error("the TLS tests need the `openssl` command: apt-get install openssl", { cause: err });
-    }
-    throw err;
-  }
-  if (!output.success) {
-    throw new Error(`openssl ${args.join(" ")} failed:\n${new TextDecoder().decode(output.stderr)}`);
-  }
-}
+/** ECDSA P-256 with SHA-256: small keys, fast to make, accepted by every TLS stack the tests use. */
+const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+/** Certificates are valid from an hour ago (clock skew) for two days. */
+const VALID_FROM_MS = -3_600_000;
+const VALID_FOR_MS = 2 * 86_400_000;
 
-const P256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-
-/** Serial numbers must differ among certificates of one CA; random ones do. */
+/** Serial numbers must differ among certificates of one CA; random positive ones do. */
 function serial(): string {
-  return "0x" + Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0"))
-    .join("");
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  bytes[0] &= 0x7f; // positive
+  bytes[0] |= 0x01; // no leading zero byte
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Generates the whole set (about a second). */
+function pemOf(tag: string, der: ArrayBuffer): string {
+  const base64 = Buffer.from(der).toString("base64").replace(/.{1,64}/g, "$&\n");
+  return `-----BEGIN ${tag}-----\n${base64}-----END ${tag}-----\n`;
+}
+
+/** A key pair and its certificate, before they are written out. */
+interface Issued {
+  readonly keys: CryptoKeyPair;
+  readonly cert: x509.X509Certificate;
+}
+
+/** A self-signed CA (basicConstraints CA:TRUE, keyUsage keyCertSign and cRLSign, both critical). */
+async function issueCa(name: string): Promise<Issued> {
+  const keys = await crypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=collapser test ${name}`,
+    notBefore: new Date(now + VALID_FROM_MS),
+    notAfter: new Date(now + VALID_FOR_MS),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { keys, cert };
+}
+
+/** A leaf certificate for `usage` (and `names` as subjectAltName) signed by `issuer`. */
+async function issueLeaf(
+  name: string,
+  issuer: Issued,
+  usage: "serverAuth" | "clientAuth",
+  names: x509.JsonGeneralName[] = [],
+): Promise<Issued> {
+  const keys = await crypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
+  const now = Date.now();
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension(
+      [usage === "serverAuth" ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth],
+    ),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    await x509.AuthorityKeyIdentifierExtension.create(issuer.cert),
+  ];
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${name}`,
+    issuer: issuer.cert.subject,
+    notBefore: new Date(now + VALID_FROM_MS),
+    notAfter: new Date(now + VALID_FOR_MS),
+    publicKey: keys.publicKey,
+    signingKey: issuer.keys.privateKey,
+    signingAlgorithm: ALG,
+    extensions,
+  });
+  return { keys, cert };
+}
+
+/** Generates the whole set (a few tens of milliseconds, in process). */
 export async function generateTlsFixture(): Promise<TlsFixture> {
   const dir = await Deno.makeTempDir({ prefix: "collapser_tls_" });
   const file = (name: string) => `${dir}/${name}`;
   try {
-    const load = async (name: string): Promise<TlsCert> => {
-      const certPem = await Deno.readTextFile(file(`${name}.pem`));
+    const write = async (name: string, issued: Issued): Promise<TlsCert> => {
+      const certPem = issued.cert.toString("pem") + "\n";
+      const keyPem = pemOf("PRIVATE KEY", await crypto.subtle.exportKey("pkcs8", issued.keys.privateKey));
+      await Deno.writeTextFile(file(`${name}.pem`), certPem);
+      await Deno.writeTextFile(file(`${name}.key`), keyPem, { mode: 0o600 });
       return {
         cert: file(`${name}.pem`),
         key: file(`${name}.key`),
         certPem,
-        keyPem: await Deno.readTextFile(file(`${name}.key`)),
+        keyPem,
         fingerprint256: new X509Certificate(certPem).fingerprint256,
       };
     };
-    const ca = async (name: string) => {
-      await openssl(dir, [
-        "req",
-        "-x509",
-        ...P256,
-        "-keyout",
-        `${name}.key`,
-        "-out",
-        `${name}.pem`,
-        "-days",
-        "2",
-        "-subj",
-        `/CN=collapser test ${name}`,
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-      ]);
-    };
-    const leaf = async (name: string, issuer: string, extensions: string) => {
-      await Deno.writeTextFile(
-        file(`${name}.ext`),
-        `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n${extensions}\n`,
-      );
-      await openssl(dir, [
-        "req",
-        "-new",
-        ...P256,
-        "-keyout",
-        `${name}.key`,
-        "-out",
-        `${name}.csr`,
-        "-subj",
-        `/CN=${name}`,
-      ]);
-      await openssl(dir, [
-        "x509",
-        "-req",
-        "-in",
-        `${name}.csr`,
-        "-CA",
-        `${issuer}.pem`,
-        "-CAkey",
-        `${issuer}.key`,
-        "-set_serial",
-        serial(),
-        "-days",
-        "2",
-        "-extfile",
-        `${name}.ext`,
-        "-out",
-        `${name}.pem`,
-      ]);
-    };
-    const serverNames = "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1";
-    const client = "extendedKeyUsage=clientAuth";
-    await Promise.all([ca("ca"), ca("other-ca")]);
-    await Promise.all([
-      leaf("server", "ca", serverNames),
-      leaf("server-b", "ca", serverNames),
-      leaf("backend-internal", "ca", "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:backend.internal"),
-      leaf("alice", "ca", client),
-      leaf("bob", "ca", client),
-      leaf("mallory", "other-ca", client),
-    ]);
+    const [ca, otherCa] = await Promise.all([issueCa("ca"), issueCa("other-ca")]);
+    const serverNames: x509.JsonGeneralName[] = [{ type: "dns", value: "localhost" }, {
+      type: "ip",
+      value: "127.0.0.1",
+    }];
+    const issued: [string, Issued][] = [
+      ["ca", ca],
+      ["other-ca", otherCa],
+      ["server", await issueLeaf("server", ca, "serverAuth", serverNames)],
+      ["server-b", await issueLeaf("server-b", ca, "serverAuth", serverNames)],
+      [
+        "backend-internal",
+        await issueLeaf("backend-internal", ca, "serverAuth", [{ type: "dns", value: "backend.internal" }]),
+      ],
+      ["alice", await issueLeaf("alice", ca, "clientAuth")],
+      ["bob", await issueLeaf("bob", ca, "clientAuth")],
+      ["mallory", await issueLeaf("mallory", otherCa, "clientAuth")],
+    ];
+    const [caCert, otherCaCert, server, serverB, backendInternal, alice, bob, mallory] = await Promise.all(
+      issued.map(([name, it]) => write(name, it)),
+    );
     await Deno.writeTextFile(file("not-pem.txt"), "this is not a certificate, nor any PEM at all\n");
     await Deno.copyFile(file("server-b.key"), file("wrong.key"));
-    const [caCert, otherCa, server, serverB, backendInternal, alice, bob, mallory] = await Promise.all(
-      ["ca", "other-ca", "server", "server-b", "backend-internal", "alice", "bob", "mallory"].map(load),
-    );
     return {
       dir,
       ca: caCert,
-      otherCa,
+      otherCa: otherCaCert,
       server,
       serverB,
       backendInternal,

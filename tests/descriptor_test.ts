@@ -1,9 +1,10 @@
 /**
- * descriptor.ts and protobuf.ts against descriptor sets that protoc builds here, from .proto files the tests
- * write: no binary fixture is checked in. Needs `protoc` (Debian protobuf-compiler) on the PATH.
+ * descriptor.ts and protobuf.ts against descriptor sets that buf (npm `@bufbuild/buf`, see _protos.ts) builds
+ * here, byte for byte what `protoc -o` writes, from .proto files the tests write: no binary fixture is
+ * checked in.
  */
 
-import { ADMIN_PROTO, CATALOG_PROTO } from "./_protos.ts";
+import { ADMIN_PROTO, buildDescriptorSet, CATALOG_PROTO } from "./_protos.ts";
 import assert from "node:assert/strict";
 import {
   DescriptorError,
@@ -42,25 +43,6 @@ async function tempDir(files: Record<string, string>): Promise<AsyncDisposable &
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
-/** Runs protoc in `dir` (also the import path); fails with what to install when protoc is missing. */
-async function protoc(dir: string, args: string[]): Promise<void> {
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command("protoc", { args: [`--proto_path=${dir}`, ...args], cwd: dir }).output();
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-    throw new Error(
-      "protoc is not installed: install Debian's protobuf-compiler (apt-get install protobuf-compiler); CI installs it",
-    );
-  }
-  if (!output.success) {
-    throw new Error(
-      `protoc ${args.join(" ")} failed (the google/protobuf/*.proto files come with libprotobuf-dev, ` +
-        `which protobuf-compiler recommends): ${new TextDecoder().decode(output.stderr)}`,
-    );
-  }
-}
-
 /** A deterministic PRNG (mulberry32), so random input is the same on every run. */
 function random(seed: number): () => number {
   return () => {
@@ -75,9 +57,9 @@ function randomBytes(next: () => number, length: number): Uint8Array {
   return Uint8Array.from({ length }, () => Math.floor(next() * 256));
 }
 
-Deno.test("parseDescriptorSet() reads what protoc --include_imports declares", async (t) => {
+Deno.test("parseDescriptorSet() reads what a compiler (buf, as protoc --include_imports) declares", async (t) => {
   await using dir = await tempDir({ "catalog.proto": CATALOG_PROTO, "admin.proto": ADMIN_PROTO });
-  await protoc(dir.path, ["--include_imports", "-o", "set.pb", "admin.proto"]);
+  await buildDescriptorSet(dir.path, ["admin.proto"], `${dir.path}/set.pb`);
   const set = await Deno.readFile(`${dir.path}/set.pb`);
 
   await t.step("streaming flags and idempotency of every method, imported files included", () => {
@@ -89,7 +71,7 @@ Deno.test("parseDescriptorSet() reads what protoc --include_imports declares", a
   });
 
   await t.step("without --include_imports only the named file's services are there", async () => {
-    await protoc(dir.path, ["-o", "alone.pb", "admin.proto"]);
+    await buildDescriptorSet(dir.path, ["admin.proto"], `${dir.path}/alone.pb`, { includeImports: false });
     assert.deepEqual(parseDescriptorSet(await Deno.readFile(`${dir.path}/alone.pb`)), new Map(ADMIN_METHODS));
   });
 
@@ -105,7 +87,7 @@ Deno.test("parseDescriptorSet() reads what protoc --include_imports declares", a
   await t.step("a service outside any package has the path /Service/Method", async () => {
     const bare = `syntax = "proto3"; message M {} service Bare { rpc Call(M) returns (stream M); }`;
     await Deno.writeTextFile(`${dir.path}/bare.proto`, bare);
-    await protoc(dir.path, ["-o", "bare.pb", "bare.proto"]);
+    await buildDescriptorSet(dir.path, ["bare.proto"], `${dir.path}/bare.pb`, { includeImports: false });
     assert.deepEqual(
       parseDescriptorSet(await Deno.readFile(`${dir.path}/bare.pb`)),
       new Map([["/Bare/Call", info(false, true)]]),
@@ -140,8 +122,8 @@ Deno.test("loadDescriptorSetFile() says what is wrong, naming the file", async (
     "catalog.proto": CATALOG_PROTO,
     "none.proto": `syntax = "proto3"; package demo.none; message Only { int32 x = 1; }`,
   });
-  await protoc(dir.path, ["--include_imports", "-o", "set.pb", "catalog.proto"]);
-  await protoc(dir.path, ["--include_imports", "-o", "none.pb", "none.proto"]);
+  await buildDescriptorSet(dir.path, ["catalog.proto"], `${dir.path}/set.pb`);
+  await buildDescriptorSet(dir.path, ["none.proto"], `${dir.path}/none.pb`);
   const set = await Deno.readFile(`${dir.path}/set.pb`);
   await Deno.writeFile(`${dir.path}/random.pb`, randomBytes(random(42), 4096));
   await Deno.writeFile(`${dir.path}/truncated.pb`, set.subarray(0, set.length - 7));

@@ -1,3 +1,4 @@
+import { needs } from "./_needs.ts";
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { MethodLabels, Metrics } from "../src/admin/metrics.ts";
@@ -107,19 +108,8 @@ Deno.test("MethodLabels labels only methods the backend has shown it serves, up 
   assert.equal(labels.label("/a/A"), "/a/A", "a known method keeps its label");
 });
 
-/** Whether promtool (Debian package `prometheus`) is installed; .ci/run installs it, so CI always runs these. */
-const HAS_PROMTOOL = (() => {
-  try {
-    return new Deno.Command("promtool", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-})();
-
-Deno.test({
+needs("promtool").test({
   name: "promtool check metrics reports nothing on the collapser_ families",
-  ignore: !HAS_PROMTOOL,
   fn: promtoolCheckMetrics,
 });
 
@@ -173,9 +163,8 @@ Deno.test("The Grafana dashboard queries only metric families the proxy exports"
   }
 });
 
-Deno.test({
+needs("promtool").test({
   name: "The Grafana dashboard's queries are valid PromQL (promtool check rules)",
-  ignore: !HAS_PROMTOOL,
   async fn() {
     const exprs = await dashboardQueries();
     const dir = await Deno.makeTempDir();

@@ -4,6 +4,7 @@
  * comes back by itself when Redis does.
  */
 
+import { needs } from "./_needs.ts";
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -19,6 +20,9 @@ import {
 } from "./_helpers.ts";
 import { freePort, redisConfig, startFleet, startRedis } from "./_redis.ts";
 
+/** `Deno.test`, ignored where redis-server is missing (see _needs.ts). */
+const test = needs("redis-server").test;
+
 /** Unary calls with distinct payloads through `clients`, round robin; every one must succeed. */
 async function traffic(clients: grpc.Client[], tag: string, n: number): Promise<void> {
   const results = await Promise.all(
@@ -32,7 +36,7 @@ async function traffic(clients: grpc.Client[], tag: string, n: number): Promise<
   );
 }
 
-Deno.test("Redis tier: Redis down at start → calls are served locally; when Redis starts the tier comes up by itself", async () => {
+test("Redis tier: Redis down at start → calls are served locally; when Redis starts the tier comes up by itself", async () => {
   const port = freePort();
   const backend = await startTestBackend();
   try {
@@ -56,7 +60,7 @@ Deno.test("Redis tier: Redis down at start → calls are served locally; when Re
   }
 });
 
-Deno.test("Redis tier: Redis killed mid-run → 0 failed calls; restarted → the tier resumes by itself", async () => {
+test("Redis tier: Redis killed mid-run → 0 failed calls; restarted → the tier resumes by itself", async () => {
   await using redis = await startRedis();
   const backend = await startTestBackend();
   try {
@@ -82,7 +86,7 @@ Deno.test("Redis tier: Redis killed mid-run → 0 failed calls; restarted → th
   }
 });
 
-Deno.test("Redis tier: a slow Redis (DEBUG SLEEP) → calls fall back within --redis-timeout; the tier comes back after", async () => {
+test("Redis tier: a slow Redis (DEBUG SLEEP) → calls fall back within --redis-timeout; the tier comes back after", async () => {
   await using redis = await startRedis({ args: ["--enable-debug-command", "yes"] });
   const backend = await startTestBackend();
   try {
@@ -106,7 +110,7 @@ Deno.test("Redis tier: a slow Redis (DEBUG SLEEP) → calls fall back within --r
   }
 });
 
-Deno.test("Redis tier: a lock holder that dies → the waiting proxy calls the backend itself once the lock expires", async () => {
+test("Redis tier: a lock holder that dies → the waiting proxy calls the backend itself once the lock expires", async () => {
   await using redis = await startRedis();
   // The first call is held forever (its proxy dies holding the lock); later calls are answered at once.
   let calls = 0;
@@ -160,7 +164,7 @@ Deno.test("Redis tier: a lock holder that dies → the waiting proxy calls the b
   }
 });
 
-Deno.test("Redis tier (process): Redis refusing auth → one warning, calls served, /ready ready, collapser_redis_up 0", async () => {
+test("Redis tier (process): Redis refusing auth → one warning, calls served, /ready ready, collapser_redis_up 0", async () => {
   await using redis = await startRedis({ args: ["--requirepass", "secret"] });
   const backend = await startTestBackend();
   try {

@@ -3,12 +3,16 @@
  * returns and leaves behind, token checks, refresh freshness, and reloading after a Redis forgets them.
  */
 
+import { needs } from "./_needs.ts";
 import assert from "node:assert/strict";
 import { parseRedisUrl } from "../src/fleet/redis_config.ts";
 import { openRedisLink, singleKeys } from "../src/fleet/redis_link.ts";
 import type { RedisLink, TierKeys } from "../src/fleet/link.ts";
 import { until } from "./_helpers.ts";
 import { type RedisServer, startRedis } from "./_redis.ts";
+
+/** `Deno.test`, ignored where redis-server is missing (see _needs.ts). */
+const test = needs("redis-server").test;
 
 function keys(name: string): TierKeys {
   const k = singleKeys("t:", name);
@@ -46,7 +50,7 @@ async function withLink(redis: RedisServer, body: (link: RedisLink) => Promise<v
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 
-Deno.test("Redis link: acquire takes the lock, then others wait; settle stores, releases and tells waiters", async () => {
+test("Redis link: acquire takes the lock, then others wait; settle stores, releases and tells waiters", async () => {
   await using redis = await startRedis();
   await withLink(redis, async (link) => {
     const published: string[] = [];
@@ -74,7 +78,7 @@ Deno.test("Redis link: acquire takes the lock, then others wait; settle stores, 
   });
 });
 
-Deno.test("Redis link: nobody waiting → nothing published; ttl 0 → nothing stored; lock gone → free", async () => {
+test("Redis link: nobody waiting → nothing published; ttl 0 → nothing stored; lock gone → free", async () => {
   await using redis = await startRedis();
   await withLink(redis, async (link) => {
     const published: Uint8Array[] = [];
@@ -92,7 +96,7 @@ Deno.test("Redis link: nobody waiting → nothing published; ttl 0 → nothing s
   });
 });
 
-Deno.test("Redis link: a refresh takes a stored answer only if it has more life left than asked", async () => {
+test("Redis link: a refresh takes a stored answer only if it has more life left than asked", async () => {
   await using redis = await startRedis();
   await withLink(redis, async (link) => {
     const k = keys("k3");
@@ -105,7 +109,7 @@ Deno.test("Redis link: a refresh takes a stored answer only if it has more life 
   });
 });
 
-Deno.test("Redis link: after SCRIPT FLUSH (or a restarted Redis) the scripts are loaded again", async () => {
+test("Redis link: after SCRIPT FLUSH (or a restarted Redis) the scripts are loaded again", async () => {
   await using redis = await startRedis();
   await withLink(redis, async (link) => {
     assert.deepEqual(await link.acquire(keys("k4"), "a", 5_000, 0), { kind: "lock" });
@@ -114,7 +118,7 @@ Deno.test("Redis link: after SCRIPT FLUSH (or a restarted Redis) the scripts are
   });
 });
 
-Deno.test("Redis link: extend keeps a lock alive only for its holder", async () => {
+test("Redis link: extend keeps a lock alive only for its holder", async () => {
   await using redis = await startRedis();
   await withLink(redis, async (link) => {
     const k = keys("k6");

@@ -3,10 +3,14 @@
  * with `--reuse-port` so that several of them share one port on one host.
  */
 
+import { needs } from "./_needs.ts";
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { admin, gate, parse, startCollapserProcess, startTestBackend, unary, until } from "./_helpers.ts";
 import { freePort, heldBackend, startRedis } from "./_redis.ts";
+
+/** `Deno.test`, ignored where redis-server is missing (see _needs.ts). */
+const test = needs("redis-server").test;
 
 /** The value of an unlabelled metric in a /metrics text. */
 function metric(text: string, name: string): number {
@@ -15,7 +19,7 @@ function metric(text: string, name: string): number {
   return Number(match[1]);
 }
 
-Deno.test("Redis tier (process): a healthy Redis at start → the tier is in use, no warning, metrics say so", async () => {
+test("Redis tier (process): a healthy Redis at start → the tier is in use, no warning, metrics say so", async () => {
   await using redis = await startRedis();
   const backend = await startTestBackend();
   try {
@@ -35,7 +39,7 @@ Deno.test("Redis tier (process): a healthy Redis at start → the tier is in use
   }
 });
 
-Deno.test("Two proxy processes with --reuse-port share one port, and with --redis a herd over both makes one backend call", async () => {
+test("Two proxy processes with --reuse-port share one port, and with --redis a herd over both makes one backend call", async () => {
   await using redis = await startRedis();
   const release = gate();
   const backend = await startTestBackend(heldBackend(release.promise));

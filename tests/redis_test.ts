@@ -4,13 +4,17 @@
  * Faults (Redis down, killed, slow, refusing auth) are in tests/redis_faults_test.ts.
  */
 
+import { needs } from "./_needs.ts";
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { gate, metadata, parse, startTestBackend, unary, until } from "./_helpers.ts";
 import { heldBackend, redisConfig, startFleet, startRedis } from "./_redis.ts";
 
-Deno.test("Redis tier: a herd spread over three proxies makes exactly one backend call, and every caller gets its answer", async () => {
+/** `Deno.test`, ignored where redis-server is missing (see _needs.ts). */
+const test = needs("redis-server").test;
+
+test("Redis tier: a herd spread over three proxies makes exactly one backend call, and every caller gets its answer", async () => {
   await using redis = await startRedis();
   const release = gate();
   const backend = await startTestBackend(heldBackend(release.promise));
@@ -49,7 +53,7 @@ Deno.test("Redis tier: a herd spread over three proxies makes exactly one backen
   }
 });
 
-Deno.test("Redis tier: an answer one proxy cached is served by another within its TTL; other credentials are not", async () => {
+test("Redis tier: an answer one proxy cached is served by another within its TTL; other credentials are not", async () => {
   await using redis = await startRedis();
   const backend = await startTestBackend();
   try {
@@ -80,7 +84,7 @@ Deno.test("Redis tier: an answer one proxy cached is served by another within it
   }
 });
 
-Deno.test("Redis tier: answers over --redis-max-bytes stay local; a proxy waiting for one calls the backend itself", async () => {
+test("Redis tier: answers over --redis-max-bytes stay local; a proxy waiting for one calls the backend itself", async () => {
   await using redis = await startRedis();
   const release = gate();
   const backend = await startTestBackend(heldBackend(release.promise));
@@ -106,7 +110,7 @@ Deno.test("Redis tier: answers over --redis-max-bytes stay local; a proxy waitin
   }
 });
 
-Deno.test("Redis tier: a lock holder that turns out to stream hands the lock back at once; the other proxy streams for itself", async () => {
+test("Redis tier: a lock holder that turns out to stream hands the lock back at once; the other proxy streams for itself", async () => {
   await using redis = await startRedis();
   const release = gate();
   const backend = await startTestBackend({
@@ -151,7 +155,7 @@ Deno.test("Redis tier: a lock holder that turns out to stream hands the lock bac
   }
 });
 
-Deno.test("Redis tier: a proxy that closes while holding a lock hands it back; the waiting proxy calls the backend itself at once", async () => {
+test("Redis tier: a proxy that closes while holding a lock hands it back; the waiting proxy calls the backend itself at once", async () => {
   await using redis = await startRedis();
   let calls = 0;
   const never = gate();
@@ -180,7 +184,7 @@ Deno.test("Redis tier: a proxy that closes while holding a lock hands it back; t
   }
 });
 
-Deno.test("Redis tier: an availability failure is not passed on as an answer: the waiting proxy tries the backend itself", async () => {
+test("Redis tier: an availability failure is not passed on as an answer: the waiting proxy tries the backend itself", async () => {
   await using redis = await startRedis();
   let calls = 0;
   const release = gate();
@@ -213,7 +217,7 @@ Deno.test("Redis tier: an availability failure is not passed on as an answer: th
   }
 });
 
-Deno.test("Redis tier: proxies in front of different backends share nothing, even with the same prefix and Redis", async () => {
+test("Redis tier: proxies in front of different backends share nothing, even with the same prefix and Redis", async () => {
   await using redis = await startRedis();
   const one = await startTestBackend();
   const two = await startTestBackend();

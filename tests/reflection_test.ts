@@ -1,11 +1,11 @@
 /**
  * fetchReflection() against real grpc-js backends on loopback: one serving reflection with the npm package
  * `@grpc/reflection` (which serves both v1 and v1alpha), one serving only v1alpha, one without reflection,
- * and scripted ones that answer wrongly. Needs `protoc` (Debian protobuf-compiler) on the PATH, to check
- * the catalog against the descriptor set protoc builds from the same .proto.
+ * and scripted ones that answer wrongly. The catalog is checked against the descriptor set buf (npm
+ * `@bufbuild/buf`, see _protos.ts) builds from the same .proto.
  */
 
-import { ADMIN_PROTO, CATALOG_PROTO } from "./_protos.ts";
+import { ADMIN_PROTO, buildDescriptorSet, CATALOG_PROTO } from "./_protos.ts";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
@@ -22,22 +22,12 @@ const V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 /** Bound on every test: a bug fails as an assertion, not a hung suite. */
 const TEST_LIMIT_MS = 15_000;
 
-/** The .proto files in a temporary directory, their descriptor set from protoc, and proto-loader's view. */
+/** The .proto files in a temporary directory, their descriptor set from buf, and proto-loader's view. */
 async function fixture() {
   const dir = await Deno.makeTempDir({ prefix: "reflection_test_" });
   await Deno.writeTextFile(`${dir}/catalog.proto`, CATALOG_PROTO);
   await Deno.writeTextFile(`${dir}/admin.proto`, ADMIN_PROTO);
-  let output: Deno.CommandOutput;
-  try {
-    const args = [`--proto_path=${dir}`, "--include_imports", "-o", `${dir}/set.pb`, "admin.proto"];
-    output = await new Deno.Command("protoc", { args, cwd: dir }).output();
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-    throw new Error(
-      "protoc is not installed: install Debian's protobuf-compiler (apt-get install protobuf-compiler); CI installs it",
-    );
-  }
-  assert.ok(output.success, `protoc failed: ${new TextDecoder().decode(output.stderr)}`);
+  await buildDescriptorSet(dir, ["admin.proto"], `${dir}/set.pb`);
   return {
     expected: parseDescriptorSet(await Deno.readFile(`${dir}/set.pb`)),
     definition: protoLoader.loadSync("admin.proto", { includeDirs: [dir] }),
@@ -126,7 +116,7 @@ async function reflectionError(promise: Promise<unknown>, expected: RegExp): Pro
   return err;
 }
 
-Deno.test("fetchReflection() returns the catalog protoc builds from the same .proto", async (t) => {
+Deno.test("fetchReflection() returns the catalog a compiler builds from the same .proto", async (t) => {
   await using files = await fixture();
   const catalog = files.definition["demo.catalog.Catalog"] as grpc.ServiceDefinition;
   using backend = await serve((server) => {

@@ -1,6 +1,6 @@
 /**
  * What may be shared: request metadata in the key, per-method collapse control, and method knowledge from
- * the service (descriptor set built by protoc, reflection served by the backend).
+ * the service (descriptor set built by buf, reflection served by the backend).
  */
 
 import * as grpc from "@grpc/grpc-js";
@@ -11,6 +11,7 @@ import { Buffer } from "node:buffer";
 import { Policy } from "../src/policy/policy.ts";
 import { parsePolicy } from "../src/policy/policy_file.ts";
 import { methodPatterns } from "../src/policy/policy.ts";
+import { buildDescriptorSet } from "./_protos.ts";
 import { PolicySource } from "../src/policy/policy_source.ts";
 import {
   bytes,
@@ -184,7 +185,7 @@ service Test {
 }
 `;
 
-/** The test service's methods as a .proto declares them, for protoc and for the reflection service. */
+/** The test service's methods as a .proto declares them, for buf and for the reflection service. */
 async function writeTestProto(): Promise<
   { dir: string; proto: string; [Symbol.asyncDispose](): Promise<void> }
 > {
@@ -197,10 +198,7 @@ async function writeTestProto(): Promise<
 Deno.test("Proxy follows what the service declares: --collapse declared, and declared streams pass at once", async (t) => {
   await using files = await writeTestProto();
   const descriptorSet = `${files.dir}/test.pb`;
-  const protoc = await new Deno.Command("protoc", {
-    args: ["--include_imports", `--proto_path=${files.dir}`, "-o", descriptorSet, files.proto],
-  }).output().catch((err) => assert.fail(`protoc is needed (Debian protobuf-compiler): ${err}`));
-  assert.equal(protoc.code, 0, new TextDecoder().decode(protoc.stderr));
+  await buildDescriptorSet(files.dir, ["test.proto"], descriptorSet);
 
   // A backend that serves the test service (raw JSON bytes) and reflection describing it.
   const backend = await startTestBackend();
@@ -215,7 +213,7 @@ Deno.test("Proxy follows what the service declares: --collapse declared, and dec
   );
   try {
     const sources = {
-      "a descriptor set built by protoc": { descriptorSet },
+      "a descriptor set built by buf": { descriptorSet },
       "the backend's reflection service": { reflection: `127.0.0.1:${reflectionPort}` },
     };
     for (const [name, source] of Object.entries(sources)) {

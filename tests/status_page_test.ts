@@ -8,10 +8,14 @@
  * (`deno task screenshot` writes docs/status-page.png).
  */
 
+import { needs } from "./_needs.ts";
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import type { StatusSnapshot } from "../src/admin/status.ts";
 import { admin, metadata, newClient, startCollapserProcess, startTestBackend, unary } from "./_helpers.ts";
+
+/** `Deno.test`, ignored where chromium is missing (see _needs.ts). */
+const test = needs("chromium").test;
 
 const CARD = "4111-1111-1111-1111";
 const TOKEN = "s3cr3t-t0ken";
@@ -45,7 +49,7 @@ const COMMAND_TIMEOUT_MS = 10_000;
 const WAIT_TIMEOUT_MS = 15_000;
 const LAUNCH_TIMEOUT_MS = 15_000;
 
-Deno.test("status page: headless Chromium shows /status.json's numbers, and no payload or credential", async (t) => {
+test("status page: headless Chromium shows /status.json's numbers, and no payload or credential", async (t) => {
   const backend = await startTestBackend();
   using _backend = { [Symbol.dispose]: () => backend.close() };
   await using proxy = await startCollapserProcess(["--backend", backend.address, "--cache-ttl", "200ms"]);

@@ -4,6 +4,7 @@
  * server-name override, reload), with grpc-js clients and backends, and one C-core client (Python grpcio).
  */
 
+import { needs } from "./_needs.ts";
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -382,7 +383,10 @@ async function python(args: string[]): Promise<Deno.CommandOutput> {
   }
 }
 
-Deno.test("Proxy with mTLS answers a C-core client (Python grpcio) presenting alice's certificate", async () => {
+/** `Deno.test`, ignored where python3-grpcio is missing; the other tests here need no system package (see _needs.ts). */
+const test = needs("python3-grpcio").test;
+
+test("Proxy with mTLS answers a C-core client (Python grpcio) presenting alice's certificate", async () => {
   const probe = await python(["-c", "import grpc"]).catch((err) => ({ success: false, stderr: String(err) }));
   assert.ok(
     probe.success,
