@@ -80,6 +80,11 @@ export const TOOLS = {
     why: "the container image is built and run for real",
     command: "podman",
   },
+  runc: {
+    debian: "runc",
+    why: "podman runs the image with runc (crun fails on hybrid cgroups)",
+    command: "runc",
+  },
 } as const satisfies Record<string, Tool>;
 
 /** The name a test gives a tool. */

@@ -12,8 +12,11 @@ import { startReplicasOnOnePort } from "./_replicas.ts";
 import { startTestDns } from "./_dns_server.ts";
 import { Proxy } from "../src/server/proxy.ts";
 import { Policy } from "../src/policy/policy.ts";
+import { needs } from "./_needs.ts";
 
-Deno.test("Redis tier: the namespace is the service's, whatever addresses its name resolves to", async () => {
+const test = needs("redis-server").test;
+
+test("Redis tier: the namespace is the service's, whatever addresses its name resolves to", async () => {
   await using redis = await startRedis();
   await using dns = await startTestDns();
   const [two, three] = await startReplicasOnOnePort(["127.0.0.2", "127.0.0.3"]);

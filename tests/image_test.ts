@@ -12,6 +12,9 @@ import assert from "node:assert/strict";
 import { admin, gate, newClient, parse, startTestBackend, unary, until } from "./_helpers.ts";
 import { buildImage, NONROOT_UID } from "../container/build.ts";
 import { podman, runContainer } from "../container/run.ts";
+import { needs } from "./_needs.ts";
+
+const test = needs("podman", "runc").test;
 
 const UNARY = "/test.Test/Unary";
 const HERD = 10_000;
@@ -23,7 +26,7 @@ async function metric(port: number, name: string): Promise<number> {
   return line === undefined ? 0 : Number(line.slice(name.length + 1));
 }
 
-Deno.test("the container image collapses a 10,000-call herd and drains on SIGTERM, read-only as uid 65532", async (t) => {
+test("the container image collapses a 10,000-call herd and drains on SIGTERM, read-only as uid 65532", async (t) => {
   const image = Deno.env.get("COLLAPSER_IMAGE") ?? await buildImage({ quiet: true });
 
   await t.step(

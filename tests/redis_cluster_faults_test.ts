@@ -30,6 +30,9 @@ import {
 } from "./_redis_cluster.ts";
 import { freePort } from "./_redis.ts";
 import { keySlot } from "../src/fleet/slots.ts";
+import { needs } from "./_needs.ts";
+
+const test = needs("redis-server", "redis-cli").test;
 
 const NO_LEAKS = { sanitizeResources: false, sanitizeOps: false };
 
@@ -77,7 +80,7 @@ async function shardOf(cluster: RedisCluster, slot: number) {
   return { master, replica };
 }
 
-Deno.test({
+test({
   name:
     "Redis Cluster: a master killed (SIGKILL) mid-load → its replica takes over, 0 calls fail, and the tier uses the new master",
   ...NO_LEAKS,
@@ -126,7 +129,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis Cluster: slots resharded mid-load (MOVED, ASK) → 0 calls fail; keys follow their slots; a herd is still one call",
   ...NO_LEAKS,
@@ -185,7 +188,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis Cluster: slots with no master at all → only their keys are served locally; the other masters' keys are still shared",
   ...NO_LEAKS,
@@ -235,7 +238,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis Cluster: no seed answers at start-up → calls served locally (one warning); when the cluster comes, the tier comes up by itself",
   ...NO_LEAKS,
@@ -273,7 +276,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis Cluster: with a password (REDIS_PASSWORD / --redis-password) the tier is in use; a wrong one → served locally, one outage",
   ...NO_LEAKS,
@@ -304,7 +307,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis Cluster (process): no seed answers → one warning that says so, every call served, /ready ready",
   ...NO_LEAKS,

@@ -21,12 +21,15 @@ import {
 import { heldBackend, startFleet } from "./_redis.ts";
 import { clusterConfig, keysOn, type RedisCluster, startCluster } from "./_redis_cluster.ts";
 import { bucketTags, CLUSTER_BUCKETS, keySlot } from "../src/fleet/slots.ts";
+import { needs } from "./_needs.ts";
+
+const test = needs("redis-server", "redis-cli").test;
 
 /** One cluster for this file's tests (each uses a prefix of its own). */
 let shared: Promise<RedisCluster> | undefined;
 const cluster = () => shared ??= startCluster();
 
-Deno.test({
+test({
   name:
     "Redis Cluster: a herd spread over three proxies makes exactly one backend call, and every caller gets its answer",
   sanitizeResources: false,
@@ -64,7 +67,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis Cluster: many keys → each master holds a share, one slot per collapse key, shard channels on every master",
   sanitizeResources: false,
@@ -116,7 +119,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "Redis Cluster: each bucket tag lands on its own slot, evenly spaced (CLUSTER KEYSLOT agrees)",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -129,7 +132,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis Cluster (process): --redis-cluster from the command line (one seed) → in use, metrics and status say so; two processes share",
   sanitizeResources: false,
@@ -178,7 +181,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "Redis Cluster: (teardown)",
   sanitizeResources: false,
   sanitizeOps: false,

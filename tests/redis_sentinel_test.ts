@@ -11,10 +11,13 @@ import assert from "node:assert/strict";
 import { gate, parse, startTestBackend, unary, until } from "./_helpers.ts";
 import { freePort, heldBackend, startFleet } from "./_redis.ts";
 import { poll, sentinelConfig, startSentinels } from "./_redis_cluster.ts";
+import { needs } from "./_needs.ts";
+
+const test = needs("redis-server", "redis-cli").test;
 
 const NO_LEAKS = { sanitizeResources: false, sanitizeOps: false };
 
-Deno.test({
+test({
   name:
     "Redis Sentinel: a herd over three proxies is one backend call; the master SIGKILLed mid-load → 0 calls fail and the tier follows the promoted replica",
   ...NO_LEAKS,
@@ -82,7 +85,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "Redis Sentinel: no sentinel answers at start-up → calls served locally, one outage",
   ...NO_LEAKS,
   async fn() {

@@ -29,6 +29,9 @@ import {
 } from "./_redis_cluster.ts";
 import { generateTlsFixture, type TlsFixture } from "./_tls.ts";
 import { loadRedisTls, type RedisConfig } from "../src/fleet/redis_config.ts";
+import { needs } from "./_needs.ts";
+
+const test = needs("redis-server", "redis-cli").test;
 
 const NO_LEAKS = { sanitizeResources: false, sanitizeOps: false };
 
@@ -74,7 +77,7 @@ async function herdIsOneCall(
   assert.equal(backend.calls.Unary, 1, "one backend call for the whole fleet");
 }
 
-Deno.test({
+test({
   name: "Redis TLS: rediss:// with a private CA and a client certificate → the fleet shares over TLS",
   ...NO_LEAKS,
   async fn() {
@@ -96,7 +99,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis TLS: a Redis Cluster over TLS (bus and replication too) with a private CA and a client certificate",
   ...NO_LEAKS,
@@ -114,7 +117,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "Redis TLS: Sentinel over TLS (sentinels and master) with a private CA and a client certificate",
   ...NO_LEAKS,
   async fn() {
@@ -132,7 +135,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name:
     "Redis TLS (process): a certificate refused either way → the tier stays down with one clear warning, calls served locally",
   ...NO_LEAKS,
@@ -185,7 +188,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "Redis TLS: (teardown)",
   ...NO_LEAKS,
   async fn() {
