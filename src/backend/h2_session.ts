@@ -106,6 +106,21 @@ export function openSession(
   const keepalive = setInterval(() => {
     // Only while calls are open, as grpc-js does: servers count pings on an idle connection as abuse.
     if (session.open === 0 || pingTimer !== undefined || h2.closed || h2.destroyed) return;
+    if (!session.settled) {
+      // No ping before the backend's SETTINGS: Deno 2.8.3 cancels a ping sent while the connection is being
+      // set up, and the session (and its calls) with it. The same timeout bounds the wait for the SETTINGS,
+      // so a peer that accepts TCP but never speaks HTTP/2 is still dropped.
+      pingTimer = setTimeout(
+        () => h2.destroy(new Error("keepalive: the backend did not speak HTTP/2 in time")),
+        host.keepaliveTimeoutMs,
+      );
+      Deno.unrefTimer(pingTimer as unknown as number);
+      h2.once("remoteSettings", () => {
+        clearTimeout(pingTimer);
+        pingTimer = undefined;
+      });
+      return;
+    }
     // Destroyed with an error, so that the calls on it end UNAVAILABLE rather than CANCELLED.
     pingTimer = setTimeout(
       () => h2.destroy(new Error("keepalive ping not answered")),
