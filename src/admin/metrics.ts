@@ -290,7 +290,7 @@ export class Metrics implements ProxyObserver {
       });
     labelled(
       "collapser_redis_lookups_total",
-      "Local leaders' round trips to the shared tier, by result: hit (answer from Redis), lock (this proxy calls the backend), wait (another proxy does), skipped (tier down), error.",
+      "Local leaders' round trips to the shared tier, by result: hit (answer from Redis), lock (this proxy calls the backend), wait (another proxy does), skipped (tier down), error, bypass (a caller's no-cache found another proxy's lock: called the backend itself).",
       "lookups",
       "result",
     );

@@ -41,6 +41,19 @@ export interface RedisLink {
     channel: string,
     notice: Uint8Array,
   ): Promise<"released" | "published" | "lost">;
+  /**
+   * Records a purge in the fleet's log: takes the next purge number, appends `record` (a JSON object, to
+   * which `"seq"` is added) to the log (keeping the last `keep`) and publishes it on `channel`. Resolves
+   * with the purge number and how many subscribers (proxies) the message reached.
+   */
+  purge(
+    keys: PurgeKeys,
+    record: string,
+    channel: string,
+    keep: number,
+  ): Promise<{ seq: number; receivers: number }>;
+  /** The fleet's latest purge number, and (only if it is past `after`) every purge record the log keeps. */
+  purges(keys: PurgeKeys, after: number): Promise<{ seq: number; records: string[] }>;
   /** Calls `listener` with every message published on `channel` (re-subscribing after reconnects). */
   subscribe(channel: string, listener: (message: Uint8Array) => void): Promise<void>;
   /** Sets what to call when the connection is lost (`down`) or comes back (`up`). */
@@ -54,4 +67,12 @@ export interface TierKeys {
   readonly answer: string;
   readonly lock: string;
   readonly waiters: string;
+}
+
+/** The Redis keys of the fleet's purge log (one hash slot: `{purges}`). */
+export interface PurgeKeys {
+  /** The latest purge number (INCR). */
+  readonly seq: string;
+  /** The last purges, as JSON records, oldest first. */
+  readonly log: string;
 }

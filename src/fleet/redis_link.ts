@@ -19,7 +19,7 @@ import { createClient, RESP_TYPES } from "@redis/client";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { RedisConfig } from "./redis_config.ts";
-import type { Lookup, RedisLink, TierKeys } from "./link.ts";
+import type { Lookup, PurgeKeys, RedisLink, TierKeys } from "./link.ts";
 
 /**
  * KEYS: answer, lock, waiters. ARGV: token, lock ms, and how much life a stored answer must have left to be
@@ -65,6 +65,23 @@ if redis.call('DEL', KEYS[3]) == 1 then
 end
 return 1`;
 
+/**
+ * KEYS: purge number, purge log. ARGV: the record (a JSON object, `"seq"` is put first), channel, how many
+ * records the log keeps. Returns {purge number, subscribers the record reached}.
+ */
+const PURGE = `
+local seq = redis.call('INCR', KEYS[1])
+local record = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
+redis.call('RPUSH', KEYS[2], record)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+return {seq, redis.call('PUBLISH', ARGV[2], record)}`;
+
+/** KEYS: purge number, purge log. ARGV: the number known. Returns {number} or {number, records}. */
+const PURGES = `
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seq <= tonumber(ARGV[1]) then return {seq} end
+return {seq, redis.call('LRANGE', KEYS[2], 0, -1)}`;
+
 interface Script {
   readonly source: string;
   readonly sha: string;
@@ -79,6 +96,8 @@ const SCRIPTS = {
   look: script(LOOK),
   settle: script(SETTLE),
   extend: script(EXTEND),
+  purge: script(PURGE),
+  purges: script(PURGES),
 };
 
 /** Reconnect after 50, 100, 200 ms ..., at most every second. */
@@ -159,6 +178,24 @@ class NodeRedisLink implements RedisLink {
       bufferOf(notice),
     ]);
     return reply === 2 ? "published" : reply === 1 ? "released" : "lost";
+  }
+
+  async purge(
+    keys: PurgeKeys,
+    record: string,
+    channel: string,
+    keep: number,
+  ): Promise<{ seq: number; receivers: number }> {
+    const reply = await this.#eval(SCRIPTS.purge, [keys.seq, keys.log], [record, channel, String(keep)]);
+    if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
+    return { seq: Number(reply[0]), receivers: Number(reply[1]) };
+  }
+
+  async purges(keys: PurgeKeys, after: number): Promise<{ seq: number; records: string[] }> {
+    const reply = await this.#eval(SCRIPTS.purges, [keys.seq, keys.log], [String(after)]);
+    if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
+    const records = Array.isArray(reply[1]) ? reply[1].map((record: unknown) => String(record)) : [];
+    return { seq: Number(reply[0]), records };
   }
 
   async subscribe(channel: string, listener: (message: Uint8Array) => void): Promise<void> {

@@ -12,6 +12,9 @@
  *     cacheErrors: [NOT_FOUND]
  *     errorTtl: 200ms
  *     staleIfError: 30s
+ *   - method: /shop.Prices/*
+ *     cacheControl: false   # the backend's cache-control is not honoured here
+ *     clientNoCache: true   # a caller's cache-control: no-cache gets a fresh backend call
  * ```
  *
  * @module
@@ -51,6 +54,8 @@ const FIELDS = [
   "ignoreHeaders",
   "staleIfError",
   "refreshAhead",
+  "cacheControl",
+  "clientNoCache",
 ] as const;
 
 /** Longest duration a rule may give (a timer cannot wait longer: 2^31 - 1 ms, about 596 h). */
@@ -178,6 +183,8 @@ function parseRule(raw: unknown, where: string): PolicyRule {
     ignoreHeaders: list("ignoreHeaders", ignoredHeaderName),
     staleIfErrorMs: duration("staleIfError"),
     refreshAhead: bool("refreshAhead"),
+    cacheControl: bool("cacheControl"),
+    clientNoCache: bool("clientNoCache"),
   };
 }
 
