@@ -74,8 +74,9 @@ export async function main(args: string[]): Promise<number> {
       metrics,
       status,
       config: effectiveConfig(config, policy),
-      hostname: config.host,
+      hostname: config.adminHost ?? config.host,
       port: config.metricsPort,
+      adminToken: config.adminToken,
     });
   } catch (err) {
     console.error(`collapser: cannot listen: ${(err as Error).message}`);

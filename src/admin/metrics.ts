@@ -11,6 +11,7 @@ import type { BackendCallReport } from "../backend/backend_calls.ts";
 import type { ProxyStats } from "../server/proxy.ts";
 import type { CallReport, ProxyObserver } from "../server/observer.ts";
 import type { TierStats } from "../fleet/shared_tier.ts";
+import { CacheMetrics, type CacheMetricsSource } from "./cache_metrics.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */
 export const DEFAULT_MAX_METHOD_LABELS = 200;
@@ -31,7 +32,7 @@ export function statusName(code: StatusCode): string {
 }
 
 /** What the metrics read at scrape time. */
-export interface MetricsSource {
+export interface MetricsSource extends CacheMetricsSource {
   proxyStats(): ProxyStats;
   collapserStats(): CollapserStats;
 }
@@ -85,6 +86,7 @@ export class Metrics implements ProxyObserver {
   readonly #shadow: client.Counter<"method" | "would">;
   readonly #stale: client.Counter<"method">;
   readonly #reloads: client.Counter<"result">;
+  readonly #cache: CacheMetrics;
   #source: MetricsSource | undefined;
 
   /**
@@ -145,6 +147,7 @@ export class Metrics implements ProxyObserver {
     });
     this.#reloads.inc({ result: "ok" }, 0);
     this.#reloads.inc({ result: "failed" }, 0);
+    this.#cache = new CacheMetrics(registry, () => this.#source);
 
     const proxyStats = (): ProxyStats =>
       this.#source?.proxyStats() ?? {
@@ -324,6 +327,7 @@ export class Metrics implements ProxyObserver {
     this.#requestDuration.observe({ outcome: info.outcome }, info.durationMs / 1000);
     if (info.wouldBe !== undefined) this.#shadow.inc({ method, would: info.wouldBe });
     if (info.stale) this.#stale.inc({ method });
+    this.#cache.call(info, method);
   }
 
   /** Counts a policy reload. */

@@ -19,6 +19,8 @@ import { DEFAULT_CACHE_TTL_MS } from "../core/collapser.ts";
 import { ConfigError, type FlagTable, Reader } from "./reader.ts";
 import { backendTls, serverTls, TLS_FLAGS } from "./tls_flags.ts";
 import { REDIS_FLAGS, redisConfig } from "./redis_flags.ts";
+import { CACHE_FLAGS, type CacheConfig, cacheConfig } from "./cache_flags.ts";
+import { ADMIN_FLAGS, type AdminConfig, adminConfig } from "./admin_flags.ts";
 
 export { ConfigError };
 
@@ -27,8 +29,8 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 /** Default number of keys the status page tracks as hot. */
 export const DEFAULT_HOT_KEYS = 1_000;
 
-/** The proxy's effective configuration. */
-export interface Config {
+/** The proxy's effective configuration (each feature's flags: its own `*Config`). */
+export interface Config extends CacheConfig, AdminConfig {
   /** Backend target, `host:port` (any grpc-js target works, e.g. `dns:///svc:50051`). */
   backend: string;
   /** Address the gRPC listener binds. */
@@ -110,6 +112,8 @@ const FLAGS = {
   "queue-timeout": { type: "string" },
   ...TLS_FLAGS,
   ...REDIS_FLAGS,
+  ...CACHE_FLAGS,
+  ...ADMIN_FLAGS,
   "reuse-port": { type: "boolean" },
   "max-message-size": { type: "string" },
   "log-level": { type: "string" },
@@ -248,6 +252,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       refreshAhead,
       hotKeys,
       redis: redisConfig(read),
+      ...cacheConfig(read),
+      ...adminConfig(read),
       reusePort: read.bool("reuse-port", "COLLAPSER_REUSE_PORT", false),
       maxMessageBytes,
       logLevel,

@@ -113,6 +113,11 @@ export class TtlCache<V> {
     return this.#bytes;
   }
 
+  /** @internal Slots in the heaps, dead ones included (bounded: about twice the entries at most). */
+  get slots(): number {
+    return this.#fresh.size + this.#stale.size;
+  }
+
   /** Entries dropped for room (not for age) since creation. */
   get evictions(): number {
     return this.#evictions;

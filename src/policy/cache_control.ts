@@ -74,19 +74,22 @@ export function parseCacheControl(value: HeaderValue): CacheDirectives {
     result.huge++;
     return MAX_DELTA_SECONDS;
   };
-  result.invalid += scanDirectives(text, (name, raw) => {
+  /** Numeric directives seen: the first occurrence counts, even when it is malformed. */
+  const seen = new Set<string>();
+  const first = (name: string) => !seen.has(name) && seen.add(name) !== undefined;
+  const malformed = scanDirectives(text, (name, raw) => {
     switch (name) {
       case "max-age":
-        if (result.maxAgeS === undefined) result.maxAgeS = seconds(raw);
+        if (first(name)) result.maxAgeS = seconds(raw);
         break;
       case "s-maxage":
-        if (result.sMaxAgeS === undefined) result.sMaxAgeS = seconds(raw);
+        if (first(name)) result.sMaxAgeS = seconds(raw);
         break;
       case "stale-while-revalidate":
-        if (result.staleWhileRevalidateS === undefined) result.staleWhileRevalidateS = seconds(raw);
+        if (first(name)) result.staleWhileRevalidateS = seconds(raw);
         break;
       case "stale-if-error":
-        if (result.staleIfErrorS === undefined) result.staleIfErrorS = seconds(raw);
+        if (first(name)) result.staleIfErrorS = seconds(raw);
         break;
       case "no-store":
         result.noStore = true;
@@ -106,6 +109,7 @@ export function parseCacheControl(value: HeaderValue): CacheDirectives {
         // Anything else (public, immutable, no-transform, extensions) changes nothing here: ignored.
     }
   });
+  result.invalid += malformed;
   return result;
 }
 

@@ -145,8 +145,8 @@ export class Freshness {
 
     const d = parseCacheControl(cacheControl);
     const stats = this.#stats;
+    // (A value past 2^31 s is past any --max-ttl too: counted once, below, as capped.)
     stats.invalid["cache-control"] += d.invalid;
-    stats.capped += d.huge;
     const count = (directive: CountedDirective, present: boolean) => {
       if (present) stats.directives[directive]++;
     };

@@ -295,6 +295,34 @@
     document.getElementById("tier-saved").textContent = tier ? int(tier.fromFleet) : "—";
   }
 
+  function drawPurges(s) {
+    show(s, "purges.total", int);
+    show(s, "purges.dropped", int);
+    const purges = s.purges || {};
+    document.getElementById("purge-note").textContent = purges.enabled
+      ? "POST /purge with the admin token · last 10"
+      : "off: start the proxy with --admin-token to purge";
+    const recent = Array.isArray(purges.recent) ? purges.recent : [];
+    const rows = recent.map((p, i) => {
+      const f = "purges.recent." + i + ".";
+      const tr = h("tr");
+      tr.appendChild(mark(h("td"), f + "at", p.at, clock(p.at)));
+      tr.appendChild(mark(h("td"), f + "kind", p.kind, p.kind));
+      const value = mark(h("td", "method"), f + "value", p.value, p.value);
+      value.title = p.value;
+      tr.appendChild(value);
+      const from = p.origin === "fleet" ? "fleet" : "this proxy";
+      tr.appendChild(
+        mark(h("td"), f + "origin", p.origin, isNum(p.fleetSeq) ? from + " #" + p.fleetSeq : from),
+      );
+      tr.appendChild(mark(h("td", "num"), f + "dropped", p.dropped, int(p.dropped)));
+      tr.appendChild(mark(h("td", "num"), f + "inFlight", p.inFlight, int(p.inFlight)));
+      return tr;
+    });
+    if (recent.length === 0) rows.push(emptyRow(6, purges.enabled ? "No purge yet." : "Purging is off."));
+    document.getElementById("purges").replaceChildren(...rows);
+  }
+
   function configText(v) {
     if (v === null || v === undefined || v === "") return null;
     if (Array.isArray(v)) {
@@ -342,6 +370,7 @@
     drawHotKeys(s);
     drawFlights(s);
     drawCache(s);
+    drawPurges(s);
     drawConfig(s);
     body.dataset.generatedAt = String(s.generatedAt);
     body.dataset.ready = "1";
