@@ -169,11 +169,10 @@ export class Collapser<E> {
       this.#inflight.get(key)?._retire();
       return this.#lead(key, subscriber, start);
     }
-    const now = this.#now();
-    const cached = this.#cache.get(key, now);
+    const cached = this.#cache.get(key);
     if (cached !== undefined) {
       this.#cacheHits++;
-      const sinceFinish = now - cached.finishedAt;
+      const sinceFinish = this.#cache.readAt - cached.finishedAt;
       try {
         subscriber.cached?.(cached.ageMs + sinceFinish, cached.ttlMs - sinceFinish);
         for (const event of cached.events) subscriber.event(event);

@@ -123,11 +123,17 @@ export class TtlCache<V> {
     return this.#evictions;
   }
 
-  /** The fresh value for `key`, or undefined; `now` saves a clock read when the caller has one. */
-  get(key: string, now?: number): V | undefined {
+  /**
+   * @internal The clock as the last `get` that found an entry read it: a caller that needs the time of a hit
+   * takes it from here rather than reading the clock again (a miss reads no clock at all).
+   */
+  readAt = 0;
+
+  /** The fresh value for `key`, or undefined. */
+  get(key: string): V | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
-    now ??= this.#now();
+    const now = this.readAt = this.#now();
     if (entry.freshUntil > now) return entry.value;
     if (entry.keepUntil <= now) this.#sweep(now);
     return undefined;
