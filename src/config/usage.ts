@@ -22,7 +22,8 @@ Options (each overrides the environment variable in brackets):
   --port N                   gRPC listen port                            [GRPC_PORT] (default ${DEFAULT_GRPC_PORT})
   --host ADDR                gRPC listen address                         [GRPC_HOST] (default 0.0.0.0)
   --metrics-port N           metrics and health port                     [METRICS_PORT] (default ${DEFAULT_METRICS_PORT})
-  --cache-ttl DURATION       how long answers are reused; 0 = no cache   [COLLAPSER_CACHE_DURATION] (default 100ms)
+  --cache-ttl DURATION       how long answers are reused, unless the     [COLLAPSER_CACHE_DURATION] (default 100ms)
+                             backend's cache-control says; 0 = only what it says
   --backend-timeout DURATION bound on one backend call                   [BACKEND_TIMEOUT] (default 10s)
   --key-headers LIST         metadata always in the key, even if ignored [COLLAPSER_KEY_HEADERS]
                              (authorization always is); comma-separated
