@@ -365,3 +365,42 @@ Deno.test("a passed-through call carries no cache-status: the cache had no part 
   assert.equal(cacheStatus(r), undefined);
   assert.equal(r.headers?.get("cache-control")[0], "max-age=30", "the backend's own cache-control passes");
 });
+
+Deno.test("a cached error (a rule's cacheErrors) answered trailers-only carries its age and cache-status in its one header block", async () => {
+  const notFound = await startTestBackend({
+    Unary(_call, callback) {
+      callback({
+        code: grpc.status.NOT_FOUND,
+        details: "no such item",
+        metadata: metadata({ "cache-control": "max-age=30" }),
+      });
+    },
+  });
+  const clock = { now: 1_000_000 };
+  const proxy = await Proxy.start({
+    backend: notFound.address,
+    host: "127.0.0.1",
+    port: 0,
+    now: () => clock.now,
+    policy: new Policy({ ttlMs: 100 }, {
+      rules: parsePolicy(`rules: [{method: "*", cacheErrors: [NOT_FOUND], errorTtl: 1s}]`, "test"),
+    }),
+  });
+  const client = newClient(proxy.port);
+  try {
+    const first = await unary(client, UNARY, { item: 1 });
+    assert.equal(first.status.code, grpc.status.NOT_FOUND);
+    assert.match(String(first.status.metadata.get("cache-status")[0]), /^collapser; fwd=miss; stored; key=/);
+    clock.now += 5_000; // past errorTtl: max-age=30 keeps it
+    const hit = await unary(client, UNARY, { item: 1 });
+    assert.equal(hit.status.code, grpc.status.NOT_FOUND);
+    assert.equal(hit.status.details, "no such item");
+    assert.equal(hit.status.metadata.get("age")[0], "5");
+    assert.match(String(hit.status.metadata.get("cache-status")[0]), /^collapser; hit; ttl=25; key=/);
+    assert.equal(notFound.calls.Unary, 1);
+  } finally {
+    client.close();
+    await proxy.close();
+    notFound.close();
+  }
+});

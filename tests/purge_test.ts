@@ -1,7 +1,7 @@
 /**
  * `POST /purge` and the admin token, on real parts: the admin listener in front of a real proxy and
  * backend, called with fetch; the token's handling through the real process (logs, /status.json, the page).
- * Purging across a fleet on a real Redis: tests/purge_fleet_test.ts.
+ * Purging across a fleet on a real Redis: tests/http_cache_fleet_test.ts.
  */
 
 import * as grpc from "@grpc/grpc-js";

@@ -1,8 +1,9 @@
 /**
- * Purging a fleet on real parts: a real redis-server, three real proxies (in this process, each with its
- * own Redis connections) in front of one grpc-js backend whose answers carry `surrogate-key` tags, and
- * grpc-js clients. One proxy is asked to purge; every proxy drops its matching answers, and the answers
- * stored in Redis are not taken again.
+ * Caching like an HTTP cache across a fleet, on real parts: a real redis-server, real proxies (in this
+ * process, each with its own Redis connections) in front of one grpc-js backend whose answers carry
+ * `surrogate-key` tags and `cache-control` as asked, and grpc-js clients. Purges: one proxy is asked to purge;
+ * every proxy drops its matching answers, and the answers stored in Redis are not taken again. And what an
+ * answer's `max-age` and a caller's `no-cache` mean for Redis.
  */
 
 import * as grpc from "@grpc/grpc-js";
@@ -10,7 +11,16 @@ import assert from "node:assert/strict";
 import type { Buffer } from "node:buffer";
 import { Policy } from "../src/policy/policy.ts";
 import { Proxy } from "../src/server/proxy.ts";
-import { bytes, newClient, parse, startTestBackend, unary, type UnaryResult, until } from "./_helpers.ts";
+import {
+  bytes,
+  metadata,
+  newClient,
+  parse,
+  startTestBackend,
+  unary,
+  type UnaryResult,
+  until,
+} from "./_helpers.ts";
 import { redisConfig, startFleet, startRedis } from "./_redis.ts";
 
 /** A backend whose answers are numbered and carry the tags each request asks for. */
@@ -18,9 +28,10 @@ async function taggingBackend() {
   let n = 0;
   return await startTestBackend({
     Unary(call, callback) {
-      const ask = parse(call.request) as { item: unknown; sk?: string };
+      const ask = parse(call.request) as { item: unknown; sk?: string; cc?: string };
       const headers = new grpc.Metadata();
       if (ask.sk) headers.set("surrogate-key", ask.sk);
+      if (ask.cc) headers.set("cache-control", ask.cc);
       call.sendMetadata(headers);
       callback(null, bytes({ item: ask.item, n: ++n }));
     },
@@ -169,6 +180,42 @@ Deno.test("purge with Redis down: applied on this proxy, and the answer says it 
     assert.equal(result.dropped, 1);
     assert.equal(result.fleet, null);
     assert.match(result.fleetError ?? "", /^the purge reached this proxy only: /);
+  } finally {
+    backend.close();
+  }
+});
+
+Deno.test("across the fleet: an answer's max-age is its TTL in Redis too; a caller's allowed no-cache skips Redis and refreshes it", async () => {
+  await using redis = await startRedis();
+  const backend = await taggingBackend();
+  try {
+    await using fleet = await startFleet(backend, 3, redisConfig(redis.url), {
+      policy: new Policy({ ttlMs: 100, clientNoCache: true }),
+    });
+    for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up");
+    const ask = { item: "m", cc: "max-age=30" };
+    const first = n(await unary(fleet.clients[0], "/test.Test/Unary", ask));
+    await until(() => fleet.proxies[0].tier!.stats.settles.stored === 1, "the answer stored in Redis");
+    const keys = await redis.command("KEYS", `${fleet.proxies[0].tier!.prefix}*:a`);
+    const key = keys.split("\r\n").find((line) => line.endsWith(":a"))!;
+    const pttl = Number((await redis.command("PTTL", key)).match(/:(\d+)/)![1]);
+    assert.ok(
+      pttl > 25_000 && pttl <= 30_000,
+      `stored for max-age (30 s), not the method's 100 ms: ${pttl} ms`,
+    );
+
+    const fresh = await unary(fleet.clients[1], "/test.Test/Unary", ask, {
+      metadata: metadata({ "cache-control": "no-cache" }),
+    });
+    assert.ok(n(fresh) > first, "not Redis's answer: a backend call of its own");
+    assert.match(status(fresh), /^collapser; fwd=request; stored; key=/);
+    await until(() => fleet.proxies[1].tier!.stats.settles.stored === 1, "the fresh answer stored in Redis");
+    assert.equal(
+      n(await unary(fleet.clients[2], "/test.Test/Unary", ask)),
+      n(fresh),
+      "proxy 2 takes the fresh one",
+    );
+    assert.equal(backend.calls.Unary, 2);
   } finally {
     backend.close();
   }
