@@ -88,8 +88,9 @@ export async function main(args: string[]): Promise<number> {
       status,
       config: effectiveConfig(config, policy),
       // A worker's admin port is its supervisor's to read: loopback, any free port.
-      hostname: worker === undefined ? config.host : "127.0.0.1",
+      hostname: worker === undefined ? config.adminHost ?? config.host : "127.0.0.1",
       port: worker === undefined ? config.metricsPort : 0,
+      adminToken: config.adminToken,
     });
   } catch (err) {
     console.error(`collapser: cannot listen: ${(err as Error).message}`);

@@ -55,7 +55,31 @@ export { type CaseResult, type CaseTiming, runCase } from "./_fuzz_run.ts";
  */
 export const FUZZ_HANDLERS = {
   Unary(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
-    callback(null, call.request);
+    // Caching metadata the case asks for (x-fuzz-*): its answer's cache-control, age and surrogate-key.
+    const headers = new grpc.Metadata();
+    const trailers = new grpc.Metadata();
+    const asked = (name: string) => call.metadata.get(`x-fuzz-${name}`)[0];
+    for (
+      const [name, into] of [["cache-control", headers], ["age", headers], [
+        "surrogate-key",
+        headers,
+      ]] as const
+    ) {
+      const value = asked(name);
+      try {
+        if (typeof value === "string") into.set(name, value);
+      } catch {
+        // A value grpc-js will not send: the answer goes without it.
+      }
+    }
+    const trailer = asked("cache-control-trailer");
+    try {
+      if (typeof trailer === "string") trailers.set("cache-control", trailer);
+    } catch {
+      // as above
+    }
+    if (Object.keys(headers.getMap()).length > 0) call.sendMetadata(headers);
+    callback(null, call.request, trailers);
   },
   ServerStream(call: grpc.ServerWritableStream<Buffer, Buffer>) {
     call.on("error", () => {});

@@ -178,6 +178,11 @@ export function generateGrpcCase(rng: Rng, seed: number, index: number, target: 
   };
   if (resetAt !== "none") labels.push(`reset:${resetAt}`);
 
+  // HTTP caching metadata, drawn last so every draw above stays what it was: the caller's cache-control, and
+  // (through x-fuzz-* headers the fuzz backend turns into its answer's metadata) the backend's cache-control,
+  // age and surrogate-key, valid, odd and malformed.
+  cachingMetadata(rng, headers, labels);
+
   const expect = resetAt === "none" && endStream
     ? expectation({
       method,
@@ -195,6 +200,51 @@ export function generateGrpcCase(rng: Rng, seed: number, index: number, target: 
     })
     : undefined;
   return { kind: "grpc", seed, index, labels, headers, chunks, gapsMs, endStream, reset, expect };
+}
+
+/** Printable ASCII: what gRPC metadata values may hold. */
+const VISIBLE = PRINTABLE;
+
+/**
+ * The caller's `cache-control`, and `x-fuzz-cache-control`, `x-fuzz-cache-control-trailer`, `x-fuzz-age` and
+ * `x-fuzz-surrogate-key`, which the fuzz backend (tests/_fuzz.ts) sends back as its answer's `cache-control`
+ * (headers, trailers), `age` and `surrogate-key`.
+ */
+function cachingMetadata(rng: Rng, headers: Record<string, string | string[]>, labels: string[]): void {
+  const directive = () =>
+    rng.weighted<string>([
+      [4, "max-age=1"],
+      [3, "max-age=0"],
+      [3, "no-store"],
+      [2, "private"],
+      [3, "no-cache"],
+      [2, 's-maxage=2, stale-while-revalidate=1, no-cache="x-a"'],
+      [2, "stale-if-error=5, must-revalidate"],
+      [3, "max-age=99999999999999999999"],
+      [3, "max-age=-1"],
+      [3, "max-age=abc"],
+      [2, 'max-age="3'],
+      [2, "=,=,,max-age"],
+      [2, "max-age=1.5, max-age=2"],
+      [1, "x".repeat(9_000)],
+      [6, rng.text(rng.range(0, 60), VISIBLE)],
+    ]);
+  if (rng.chance(0.25)) {
+    headers["cache-control"] = rng.chance(0.5)
+      ? rng.pick(["no-cache", "max-age=0", "max-age=0, no-cache"])
+      : directive();
+    labels.push("cc:request");
+  }
+  if (rng.chance(0.3)) {
+    headers[rng.chance(0.7) ? "x-fuzz-cache-control" : "x-fuzz-cache-control-trailer"] = directive();
+    labels.push("cc:response");
+  }
+  if (rng.chance(0.1)) headers["x-fuzz-age"] = rng.pick(["5", "-1", "abc", "99999999999", "", " 3 "]);
+  if (rng.chance(0.15)) {
+    headers["x-fuzz-surrogate-key"] = rng.chance(0.8)
+      ? Array.from({ length: rng.range(1, 6) }, () => rng.text(rng.range(1, 12), TOKEN)).join(" ")
+      : rng.text(rng.range(0, 3_000), VISIBLE);
+  }
 }
 
 /** Metadata a well-behaved client would not send: bad -bin, huge values, many entries, reserved names. */

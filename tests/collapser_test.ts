@@ -364,11 +364,11 @@ Deno.test("Collapser.stale() returns a recording past its TTL and within its gra
     clock.tick(100);
     let flight: Flight<string> | undefined;
     assert.equal(collapser.join("k", recorder(), (f) => flight = f).role, "leader");
-    assert.deepEqual(collapser.stale("k"), ["good answer"]);
+    assert.deepEqual(collapser.stale("k")?.events, ["good answer"]);
     assert.equal(collapser.stale("other"), undefined, "never another key's");
     flight!.emit("failure");
     flight!.finish({ cache: false });
-    assert.deepEqual(collapser.stale("k"), ["good answer"], "a failure does not replace it");
+    assert.deepEqual(collapser.stale("k")?.events, ["good answer"], "a failure does not replace it");
   });
   await t.step("past the grace: gone", () => {
     clock.tick(1_000);
@@ -412,4 +412,146 @@ Deno.test("Collapser: onFinish is told the recording and how it is kept, after t
   });
   assert.equal(seen.length, 2);
   assert.equal(seen[1].events, undefined, "a flight that stopped being shared has no recording");
+});
+
+Deno.test("Flight.finish(options, last): the recording is stored first, then each subscriber is told so, gets the last event and end()", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ ttlMs: 100, now: () => clock.now });
+  const seen: string[] = [];
+  const subscriber: Subscriber<string> = {
+    event: (e) => seen.push(`event ${e} (cached: ${collapser.stats().cacheEntries})`),
+    end: () => seen.push("end"),
+    finishing: (stored, options) => seen.push(`finishing stored=${stored} ttl=${options.ttlMs}`),
+  };
+  let flight!: Flight<string>;
+  collapser.join("k", subscriber, (f) => flight = f);
+  const follower = recorder();
+  collapser.join("k", follower, () => assert.fail("a second producer"));
+  flight.emit("message");
+  flight.finish({ cache: true, ttlMs: 50 }, "status");
+  assert.deepEqual(seen, [
+    "event message (cached: 0)",
+    "finishing stored=true ttl=50",
+    "event status (cached: 1)",
+    "end",
+  ]);
+  assert.deepEqual(follower.events, ["message", "status"]);
+  const hit = recorder();
+  collapser.join("k", hit, () => assert.fail("not a hit"));
+  assert.deepEqual(hit.events, ["message", "status"], "the last event is part of the recording");
+  let told: boolean | undefined;
+  let other!: Flight<string>;
+  collapser.join("big", { event() {}, end() {}, finishing: (stored) => told = stored }, (f) => other = f);
+  other.finish({ cache: false }, "status");
+  assert.equal(told, false);
+});
+
+Deno.test("Collapser tells a cache hit the answer's age and freshness left, before replaying it", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ now: () => clock.now });
+  let flight!: Flight<string>;
+  collapser.join("k", recorder(), (f) => flight = f);
+  flight.finish({ cache: true, ttlMs: 10_000, ageMs: 3_000 }, "answer");
+  clock.tick(4_000);
+  const told: string[] = [];
+  collapser.join("k", {
+    cached: (ageMs, freshMs) => told.push(`age ${ageMs} fresh ${freshMs}`),
+    event: (e) => told.push(e),
+    end() {},
+  }, () => assert.fail("not a hit"));
+  assert.deepEqual(told, ["age 7000 fresh 6000", "answer"]);
+});
+
+Deno.test("Collapser stale-while-revalidate: replayed past its TTL for the window, each such hit refreshing it once", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ now: () => clock.now });
+  let starts = 0;
+  let flight!: Flight<string>;
+  const start = (f: Flight<string>) => {
+    starts++;
+    flight = f;
+  };
+  collapser.join("k", recorder(), start, { refreshAhead: false });
+  flight.finish({ cache: true, ttlMs: 1_000, swrMs: 5_000 }, "v1");
+  clock.tick(2_000);
+  let fresh: number | undefined;
+  const hit = { ...recorder(), cached: (_age: number, freshMs: number) => fresh = freshMs };
+  assert.equal(collapser.join("k", hit, start, { refreshAhead: false }).role, "cache");
+  assert.equal(fresh, -1_000, "negative: stale");
+  assert.equal(starts, 2, "the stale hit refreshed it, refresh-ahead off or not");
+  assert.equal(collapser.join("k", recorder(), start).role, "cache");
+  assert.equal(starts, 2, "one refresh at a time");
+  flight.finish({ cache: true, ttlMs: 1_000, swrMs: 5_000 }, "v2");
+  const after = recorder();
+  collapser.join("k", after, start);
+  assert.deepEqual(after.events, ["v2"]);
+  clock.tick(6_000);
+  assert.equal(collapser.join("k", recorder(), start).role, "leader", "past the window: a miss");
+});
+
+Deno.test("Collapser.join() with bypass: a new producer whatever is cached or in flight; the displaced flight answers its own and is not cached", () => {
+  const collapser = new Collapser<string>({ ttlMs: 60_000 });
+  const flights: Flight<string>[] = [];
+  const start = (f: Flight<string>) => flights.push(f);
+  collapser.join("k", recorder(), start);
+  flights[0].finish({ cache: true }, "cached");
+  const early = recorder();
+  collapser.join("other", early, start); // flights[1], then displaced below
+  const bypass = { bypass: true };
+  assert.equal(collapser.join("k", recorder(), start, bypass).role, "leader", "skips the cache");
+  const behind = recorder();
+  assert.equal(collapser.join("k", behind, start).role, "cache", "others still hit the old answer meanwhile");
+  assert.equal(collapser.join("other", recorder(), start, bypass).role, "leader", "skips the flight");
+  const joiner = recorder();
+  assert.equal(collapser.join("other", joiner, start).role, "follower");
+  assert.equal(flights.length, 4);
+  assert.equal(flights[1].shared, false, "displaced: takes no one new");
+  flights[1].finish({ cache: true }, "old");
+  assert.deepEqual(early.events, ["old"], "its callers still get it");
+  flights[3].finish({ cache: true }, "new");
+  assert.deepEqual(joiner.events, ["new"]);
+  flights[2].finish({ cache: true }, "fresh");
+  const hit = recorder();
+  collapser.join("k", hit, start);
+  assert.deepEqual(hit.events, ["fresh"], "the bypass's answer replaced the cached one");
+  const other = recorder();
+  collapser.join("other", other, start);
+  assert.deepEqual(other.events, ["new"], "not the displaced flight's");
+});
+
+Deno.test("Collapser.purge() drops matching recordings (fresh or stale) and retires matching flights", () => {
+  const clock = FakeTimers.createClock();
+  const collapser = new Collapser<string>({ now: () => clock.now });
+  const flights = new Map<string, Flight<string>>();
+  const lead = (key: string, label: string) =>
+    collapser.join(key, recorder(), (f) => {
+      f.tag = label;
+      flights.set(key, f);
+    });
+  lead("a1", "/a/M");
+  flights.get("a1")!.finish({ cache: true, ttlMs: 1_000, tags: ["t1"] }, "A1");
+  lead("a2", "/a/M");
+  flights.get("a2")!.finish({ cache: true, ttlMs: 10, graceMs: 5_000 }, "A2");
+  lead("b1", "/b/M");
+  flights.get("b1")!.finish({ cache: true, ttlMs: 1_000, tags: ["t1", "t2"] }, "B1");
+  lead("a3", "/a/M"); // running
+  const waiting = recorder();
+  collapser.join("a3", waiting, () => assert.fail("a second producer"));
+  clock.tick(20); // a2 is stale now, within its grace
+  const byLabel = collapser.purge((_key, label) => label === "/a/M");
+  assert.deepEqual(byLabel, { entries: 2, flights: 1 });
+  assert.equal(collapser.stale("a2"), undefined, "a stale recording goes too");
+  assert.equal(collapser.inflight("a3"), undefined, "the running flight takes no one new");
+  flights.get("a3")!.finish({ cache: true }, "A3");
+  assert.deepEqual(waiting.events, ["A3"], "its callers still get it");
+  assert.equal(
+    collapser.join("a3", recorder(), (f) => flights.set("a3", f)).role,
+    "leader",
+    "and it was not cached",
+  );
+  assert.deepEqual(collapser.purge((_k, _l, tags) => tags?.includes("t2") ?? false), {
+    entries: 1,
+    flights: 0,
+  });
+  assert.equal(collapser.stats().cacheEntries, 0);
 });

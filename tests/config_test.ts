@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../src/config/config.ts";
-import { redactCredentials } from "../src/config/config_view.ts";
+import { effectiveConfig, redactCredentials } from "../src/config/config_view.ts";
+import { Policy } from "../src/policy/policy.ts";
 import { maskedRedisUrl } from "../src/fleet/redis_config.ts";
 
 function config(args: string[], env: Record<string, string> = {}) {
@@ -38,6 +39,12 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     tls: undefined,
     backendTls: undefined,
     redis: undefined,
+    maxTtlMs: 60_000,
+    cacheControl: true,
+    allowClientNoCache: false,
+    cacheStatus: true,
+    adminToken: undefined,
+    adminHost: undefined,
     reusePort: false,
     workers: 0,
     recycleConnections: 0,
@@ -407,4 +414,95 @@ Deno.test("parseConfig() reads the balancing flags and their environment variabl
       return true;
     });
   }
+});
+
+Deno.test("parseConfig() reads the HTTP-cache flags, flags over variables", () => {
+  const fromEnv = config([], {
+    BACKEND_ADDRESS: "b:1",
+    COLLAPSER_MAX_TTL: "5m",
+    COLLAPSER_CACHE_CONTROL: "false",
+    COLLAPSER_ALLOW_CLIENT_NO_CACHE: "true",
+    COLLAPSER_CACHE_STATUS: "off",
+  });
+  assert.deepEqual(
+    [fromEnv.maxTtlMs, fromEnv.cacheControl, fromEnv.allowClientNoCache, fromEnv.cacheStatus],
+    [300_000, false, true, false],
+  );
+  const fromFlags = config(
+    [
+      "--backend",
+      "b:1",
+      "--max-ttl",
+      "10s",
+      "--no-cache-control",
+      "--allow-client-no-cache",
+      "--no-cache-status",
+    ],
+  );
+  assert.deepEqual(
+    [fromFlags.maxTtlMs, fromFlags.cacheControl, fromFlags.allowClientNoCache, fromFlags.cacheStatus],
+    [10_000, false, true, false],
+  );
+  assert.throws(() => config(["--backend", "b:1", "--max-ttl", "0"]), /--max-ttl: must be greater than 0/);
+  assert.throws(
+    () => config(["--backend", "b:1"], { COLLAPSER_CACHE_STATUS: "maybe" }),
+    /COLLAPSER_CACHE_STATUS/,
+  );
+});
+
+Deno.test("parseConfig() reads the admin token from a flag, a variable or a file, and never shows it", async (t) => {
+  const token = "correct-horse-battery-staple";
+  await t.step("flag, variable: a Secret that matches it and prints as [redacted]", () => {
+    for (const [args, env] of [[["--admin-token", token]], [[], { COLLAPSER_ADMIN_TOKEN: token }]] as const) {
+      const parsed = config(["--backend", "b:1", ...args], env ?? {});
+      assert.ok(parsed.adminToken?.matches(token));
+      assert.ok(!parsed.adminToken?.matches(token + "x"));
+      assert.ok(!parsed.adminToken?.matches(token.slice(0, -1)));
+      for (const shown of [JSON.stringify(parsed), String(parsed.adminToken), Deno.inspect(parsed)]) {
+        assert.ok(!shown.includes(token), shown);
+      }
+    }
+  });
+  await t.step("a file (its trailing newline dropped), and --admin-host", async () => {
+    const file = await Deno.makeTempFile();
+    try {
+      await Deno.writeTextFile(file, `${token}\n`);
+      const parsed = config(["--backend", "b:1", "--admin-token-file", file, "--admin-host", "127.0.0.1"]);
+      assert.ok(parsed.adminToken?.matches(token));
+      assert.equal(parsed.adminHost, "127.0.0.1");
+    } finally {
+      await Deno.remove(file);
+    }
+  });
+  await t.step("mistakes are one line that does not show the token", () => {
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [["--admin-token", "short"], {}, /--admin-token: the admin token must be 16 to 4096 characters long/],
+      [["--admin-token", "has a space in it ok"], {}, /visible ASCII without spaces/],
+      [
+        ["--admin-token", token, "--admin-token-file", "/x"],
+        {},
+        /--admin-token and --admin-token-file: give one/,
+      ],
+      [
+        [],
+        { COLLAPSER_ADMIN_TOKEN_FILE: "/no/such/file" },
+        /COLLAPSER_ADMIN_TOKEN_FILE "\/no\/such\/file": cannot read/,
+      ],
+    ];
+    for (const [args, env, reason] of cases) {
+      assert.throws(() => config(["--backend", "b:1", ...args], env), (err: Error) => {
+        assert.match(err.message, reason);
+        assert.ok(!err.message.includes("short") && !err.message.includes("has a space"), err.message);
+        return true;
+      });
+    }
+  });
+  await t.step("the effective configuration says set or off, and the admin host", () => {
+    const parsed = config(["--backend", "b:1", "--admin-token", token]);
+    const view = effectiveConfig(parsed, new Policy());
+    assert.equal(view.adminToken, "set");
+    assert.equal(view.adminHost, "0.0.0.0", "the gRPC host by default");
+    assert.ok(!JSON.stringify(view).includes(token));
+    assert.equal(effectiveConfig(config(["--backend", "b:1"]), new Policy()).adminToken, "off");
+  });
 });

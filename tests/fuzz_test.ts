@@ -11,6 +11,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
+import { Policy } from "../src/policy/policy.ts";
 import { Buffer } from "node:buffer";
 import {
   type CaseResult,
@@ -49,7 +50,11 @@ grpc.setLogVerbosity(grpc.logVerbosity.NONE);
 Deno.test(`Proxy survives ${CASES} seeded fuzz cases on its gRPC port and still answers (FUZZ_SEED=${SEED})`, async () => {
   await using stack = await startStack({
     handlers: FUZZ_HANDLERS,
-    proxy: { maxMessageBytes: MAX_MESSAGE_BYTES, cacheTtlMs: 20 },
+    // Callers' no-cache honoured, so that path is fuzzed too; the backend's max-age capped short.
+    proxy: {
+      maxMessageBytes: MAX_MESSAGE_BYTES,
+      policy: new Policy({ ttlMs: 20, clientNoCache: true, maxTtlMs: 200 }),
+    },
   });
   const port = stack.proxy.port;
   const uncaught: unknown[] = [];
@@ -92,6 +97,12 @@ Deno.test(`Proxy survives ${CASES} seeded fuzz cases on its gRPC port and still 
       `${tally.h2Cases} raw HTTP/2) in ${seconds} s; outcomes ${JSON.stringify(tally.outcomes)}`,
   );
   assert.deepEqual(tally.problems.slice(0, 10), [], `${tally.problems.length} wrong or missing answers`);
+  // The caching metadata reached the proxy's parser, malformed values included, and changed no answer.
+  const cc = stack.proxy.freshness.stats;
+  assert.ok(
+    cc.invalid["cache-control"] > 0 && Object.values(cc.directives).some((n) => n > 0),
+    `the backend's cache-control was parsed: ${JSON.stringify(cc)}`,
+  );
   // The generators did their job: both kinds, and a fair share of gRPC cases whose answer was checked.
   assert.ok(tally.h2Cases > CASES / 4 && tally.grpcCases > CASES / 4, JSON.stringify(tally));
   assert.ok(tally.checked > tally.grpcCases / 5, `only ${tally.checked} answers checked`);

@@ -13,7 +13,26 @@ Deno.test("shared answer: headers, messages, status and the call's duration surv
     { type: "status", code: 0, details: "", trailers: { "grpc-status": "0", "x-t": "v" } },
   ];
   const bytes = encodeAnswer(events, 42.5)!;
-  assert.deepEqual(decodeAnswer(bytes), { events: events.slice(1), tookMs: 42.5 });
+  // Without a stamp it reads as predating every purge, aged 0, stored for a TTL nobody noted.
+  assert.deepEqual(decodeAnswer(bytes), {
+    events: events.slice(1),
+    tookMs: 42.5,
+    stamp: 0,
+    ageMs: 0,
+    ttlMs: undefined,
+  });
+});
+
+Deno.test("shared answer: the purge number its flight began with, its age and its stored TTL survive the trip", () => {
+  const status: ResponseEvent = { type: "status", code: 0, details: "", trailers: { "grpc-status": "0" } };
+  const bytes = encodeAnswer([status], 3, { stamp: 17, ageMs: 4_000, ttlMs: 60_000 })!;
+  assert.deepEqual(decodeAnswer(bytes), {
+    events: [status],
+    tookMs: 3,
+    stamp: 17,
+    ageMs: 4_000,
+    ttlMs: 60_000,
+  });
 });
 
 Deno.test("shared answer: a trailers-only answer stays trailers-only; stale or unfinished answers are not shared", () => {

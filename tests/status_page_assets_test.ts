@@ -3,8 +3,8 @@ import { inlinePage, STATUS_PAGE_HTML } from "../src/admin/status_page.ts";
 
 const ASSETS = new URL("../src/admin/status_page/", import.meta.url);
 
-Deno.test("STATUS_PAGE_HTML is index.html with style.css, format.js and app.js inline, and loads nothing else", async () => {
-  for (const name of ["style.css", "format.js", "app.js"]) {
+Deno.test("STATUS_PAGE_HTML is index.html with style.css and its scripts inline, and loads nothing else", async () => {
+  for (const name of ["style.css", "format.js", "panels.js", "app.js"]) {
     const text = await Deno.readTextFile(new URL(name, ASSETS));
     assert.ok(STATUS_PAGE_HTML.includes(text), `${name} is not inline in the page`);
   }

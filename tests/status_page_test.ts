@@ -210,6 +210,60 @@ test("status page: headless Chromium shows /status.json's numbers, and no payloa
   });
 });
 
+Deno.test("status page: purges made through POST /purge are listed as /status.json has them; the admin token shows nowhere", async () => {
+  const backend = await startTestBackend();
+  using _backend = { [Symbol.dispose]: () => backend.close() };
+  const adminToken = "page-test-admin-token-7f3a9c";
+  await using proxy = await startCollapserProcess(["--backend", backend.address, "--cache-ttl", "1m"], {
+    COLLAPSER_ADMIN_TOKEN: adminToken,
+  });
+  const base = `http://127.0.0.1:${proxy.metricsPort}`;
+  const client = newClient(proxy.port);
+  using _client = { [Symbol.dispose]: () => client.close() };
+  for (const item of [1, 2, 3]) {
+    assert.equal((await unary(client, "/test.Test/Unary", { item })).status.code, grpc.status.OK);
+  }
+  const purge = async (body: string) => {
+    const response = await fetch(`${base}/purge`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}` },
+      body,
+    });
+    assert.equal(response.status, 200, body);
+    return await response.json();
+  };
+  const hit = await unary(client, "/test.Test/Unary", { item: 1 });
+  const key = /key="([0-9a-f]{12})"/.exec(String(hit.status.metadata.get("cache-status")[0]))![1];
+  assert.equal((await purge(JSON.stringify({ key }))).dropped, 1);
+  assert.equal((await purge(`{"method":"/test.Test/*"}`)).dropped, 2);
+  await using browser = await Chromium.launch();
+  await using tab = await browser.open(`${base}/`);
+  await tab.waitFor(
+    `document.body.dataset.ready === "1" && document.querySelector('[data-field="purges.recent.1.kind"]') !== null`,
+    "the page to list two purges",
+  );
+  const page = await tab.read();
+  const snapshot = await statusJson(base);
+  assert.equal(snapshot.purges.enabled, true);
+  for (const field of ["purges.total", "purges.dropped"]) {
+    assert.equal(Number(page.fields[field]?.value), valueAt(snapshot, field), field);
+  }
+  const shown = [0, 1].map((i) =>
+    ["kind", "value", "origin", "dropped"].map((f) => page.fields[`purges.recent.${i}.${f}`]?.text)
+  );
+  assert.deepEqual(shown, [["method", "/test.Test/*", "this proxy", "2"], ["key", key, "this proxy", "1"]]);
+  const sources = {
+    "page text": page.text,
+    "DOM": page.html,
+    "/status.json": JSON.stringify(snapshot),
+    "/metrics": (await admin(proxy.metricsPort, "/metrics")).body,
+  };
+  for (const [where, text] of Object.entries(sources)) {
+    assert.ok(!text.includes(adminToken), `${where} shows the token`);
+  }
+  assert.ok(page.text.includes("adminToken"), "the configuration says there is one");
+});
+
 /** GET /status.json. */
 async function statusJson(base: string): Promise<StatusSnapshot> {
   const response = await fetch(`${base}/status.json`);

@@ -135,3 +135,58 @@ Deno.test("TtlCache keeps an entry for its grace after the TTL, for getStale() o
     assert.equal(cache.size, 2);
   });
 });
+
+Deno.test("TtlCache keeps exact expiry with many distinct TTLs (one heap, not one FIFO per TTL)", () => {
+  const clock = FakeTimers.createClock();
+  const cache = new TtlCache<number>({ now: () => clock.now });
+  for (let i = 0; i < 1_000; i++) cache.set(`k${i}`, i, 1, { ttlMs: ((i * 7919) % 1000) + 1 });
+  for (let t = 1; t <= 1000; t++) {
+    clock.tick(1);
+    const fresh = [...Array(1_000).keys()].filter((i) => cache.get(`k${i}`) !== undefined).length;
+    const expected = [...Array(1_000).keys()].filter((i) => ((i * 7919) % 1000) + 1 > t).length;
+    if (t % 97 === 0 || t === 1000) assert.equal(fresh, expected, `fresh entries at ${t} ms`);
+  }
+  cache.set("last", 0, 1, { ttlMs: 5 });
+  assert.equal(cache.size, 1, "every expired entry swept");
+});
+
+Deno.test("TtlCache evicts the entry that stops being fresh first, across TTLs", () => {
+  const clock = FakeTimers.createClock();
+  const cache = new TtlCache<string>({ maxEntries: 3, now: () => clock.now });
+  cache.set("30s", "a", 1, { ttlMs: 30_000 });
+  cache.set("5s", "b", 1, { ttlMs: 5_000 });
+  cache.set("60s", "c", 1, { ttlMs: 60_000 });
+  cache.set("new", "d", 1, { ttlMs: 10_000 });
+  assert.equal(cache.get("5s"), undefined);
+  assert.deepEqual([cache.get("30s"), cache.get("60s"), cache.get("new")], ["a", "c", "d"]);
+});
+
+Deno.test("TtlCache.deleteWhere() removes every matching entry, fresh or stale, and counts them", () => {
+  const clock = FakeTimers.createClock();
+  const cache = new TtlCache<string>({ now: () => clock.now });
+  for (let i = 0; i < 10; i++) cache.set(`k${i}`, i % 2 ? "odd" : "even", 3, { ttlMs: 10, graceMs: 100 });
+  clock.tick(20);
+  assert.equal(cache.deleteWhere((_key, value) => value === "odd"), 5);
+  assert.equal(cache.size, 5);
+  assert.equal(cache.bytes, 15);
+  assert.equal(cache.getStale("k1"), undefined);
+  assert.equal(cache.getStale("k2"), "even");
+});
+
+Deno.test("TtlCache: a deleted entry's value is let go at once, and dead slots do not pile up", () => {
+  const clock = FakeTimers.createClock();
+  const cache = new TtlCache<{ big: Uint8Array }>({ now: () => clock.now });
+  const values = Array.from({ length: 5_000 }, () => ({ big: new Uint8Array(1) }));
+  values.forEach((value, i) => cache.set(`k${i}`, value, 1, { ttlMs: 3_600_000 }));
+  assert.equal(cache.deleteWhere(() => true), 5_000);
+  assert.ok(values.every((value) => value.big.byteLength === 1)); // (still ours: the cache dropped them)
+  assert.ok(cache.slots <= 64, `dead slots compacted away: ${cache.slots}`);
+  // Long TTLs: the slots would sit in the heap for an hour; they are compacted away instead. Replacing the
+  // same keys over and over stays bounded too.
+  for (let round = 0; round < 20; round++) {
+    for (let i = 0; i < 500; i++) cache.set(`r${i}`, values[i], 1, { ttlMs: 3_600_000 });
+  }
+  assert.equal(cache.size, 500);
+  assert.equal(cache.bytes, 500);
+  assert.ok(cache.slots <= 2 * 500 + 64, `slots stay bounded: ${cache.slots}`);
+});

@@ -1,6 +1,8 @@
 /**
  * The admin listener (METRICS_PORT): the status page (`/`) and its data (`/status.json`), `/metrics`,
- * `/health` (alive) and `/ready` (able to serve). Read-only: GET and HEAD only.
+ * `/health` (alive) and `/ready` (able to serve) — read-only, GET and HEAD only, open as they have always
+ * been — and `POST /purge`, the one endpoint that changes state: it needs the admin token and is off without
+ * one (purge_endpoint.ts).
  *
  * @module
  */
@@ -9,6 +11,10 @@ import type { Metrics } from "./metrics.ts";
 import type { Proxy } from "../server/proxy.ts";
 import { type StatusBoard, type StatusSnapshot, statusSource } from "./status.ts";
 import { STATUS_PAGE_HTML } from "./status_page.ts";
+import { purgeEndpoint } from "./purge_endpoint.ts";
+import type { Secret } from "../util/secret.ts";
+import type { PurgeTarget } from "../policy/purges.ts";
+import type { PurgeResult } from "../server/purge.ts";
 
 /** What the admin endpoints ask of the running proxy. */
 export interface AdminSource {
@@ -20,6 +26,10 @@ export interface AdminSource {
   backendReady(timeoutMs: number): Promise<boolean>;
   /** The live status; without it `/` and `/status.json` are 404. */
   status?(): StatusSnapshot;
+  /** Applies a purge; without it (or without `adminToken`) `POST /purge` is 404. */
+  purge?(target: PurgeTarget): Promise<PurgeResult>;
+  /** The token state-changing endpoints require; without it they are off. */
+  adminToken?: Secret;
 }
 
 /** How long `/ready` waits for the backend connection: below Kubernetes' default 1 s probe timeout. */
@@ -41,11 +51,17 @@ const JSON_HEADERS = {
 };
 
 /** The admin request handler, separate from the listener so it can be tested on its own. */
-export function adminHandler(source: AdminSource): (request: Request) => Promise<Response> {
+export function adminHandler(
+  source: AdminSource,
+): (request: Request, info?: Deno.ServeHandlerInfo<Deno.NetAddr>) => Promise<Response> {
   const text = (status: number, body: string) =>
     new Response(body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8" } });
-  return async (request) => {
+  const purge = source.purge && ((target: PurgeTarget) => source.purge!(target));
+  return async (request, info) => {
     const { pathname } = new URL(request.url);
+    if (pathname === "/purge") {
+      return await purgeEndpoint(request, { token: source.adminToken, purge }, info?.remoteAddr.hostname);
+    }
     if (request.method !== "GET" && request.method !== "HEAD") return text(405, "method not allowed");
     switch (pathname) {
       case "/":
@@ -102,19 +118,28 @@ export async function serveAdmin(
     config: Record<string, unknown>;
     hostname: string;
     port: number;
+    /** The token `POST /purge` requires; without it purging is off. */
+    adminToken?: Secret;
   },
 ): Promise<Deno.HttpServer<Deno.NetAddr>> {
   const { metrics, status } = options;
-  metrics.attach({ proxyStats: () => proxy.stats(), collapserStats: () => proxy.collapser.stats() });
+  metrics.attach({
+    proxyStats: () => proxy.stats(),
+    collapserStats: () => proxy.collapser.stats(),
+    freshnessStats: () => proxy.freshness.stats,
+    purgeStats: () => proxy.purges.stats,
+  });
   const tier = proxy.tier;
   if (tier !== undefined) metrics.tier(() => tier.stats);
   const balancer = proxy.backend.balancer;
   if (balancer !== undefined) metrics.balancer(() => balancer.stats());
-  status.start(statusSource(proxy, options.config));
+  status.start(statusSource(proxy, options.config, { purgeEnabled: options.adminToken !== undefined }));
   return await startAdmin({
     metrics: () => metrics.text(),
     draining: () => proxy.draining,
     backendReady: (timeoutMs) => proxy.backendReady(timeoutMs),
     status: () => status.snapshot(),
+    purge: (target) => proxy.purge(target),
+    adminToken: options.adminToken,
   }, { hostname: options.hostname, port: options.port });
 }

@@ -13,6 +13,7 @@ import type { CallReport, ProxyObserver } from "../server/observer.ts";
 import type { TierStats } from "../fleet/shared_tier.ts";
 import type { BalancerStats } from "../backend/balancer.ts";
 import { addressMetrics } from "./address_metrics.ts";
+import { CacheMetrics, type CacheMetricsSource } from "./cache_metrics.ts";
 
 /** Most distinct method label values; further methods are counted under `_other`. */
 export const DEFAULT_MAX_METHOD_LABELS = 200;
@@ -33,7 +34,7 @@ export function statusName(code: StatusCode): string {
 }
 
 /** What the metrics read at scrape time. */
-export interface MetricsSource {
+export interface MetricsSource extends CacheMetricsSource {
   proxyStats(): ProxyStats;
   collapserStats(): CollapserStats;
 }
@@ -87,6 +88,7 @@ export class Metrics implements ProxyObserver {
   readonly #shadow: client.Counter<"method" | "would">;
   readonly #stale: client.Counter<"method">;
   readonly #reloads: client.Counter<"result">;
+  readonly #cache: CacheMetrics;
   #source: MetricsSource | undefined;
 
   /**
@@ -147,6 +149,7 @@ export class Metrics implements ProxyObserver {
     });
     this.#reloads.inc({ result: "ok" }, 0);
     this.#reloads.inc({ result: "failed" }, 0);
+    this.#cache = new CacheMetrics(registry, () => this.#source);
 
     const proxyStats = (): ProxyStats =>
       this.#source?.proxyStats() ?? {
@@ -298,7 +301,7 @@ export class Metrics implements ProxyObserver {
       });
     labelled(
       "collapser_redis_lookups_total",
-      "Local leaders' round trips to the shared tier, by result: hit (answer from Redis), lock (this proxy calls the backend), wait (another proxy does), skipped (tier down), error.",
+      "Local leaders' round trips to the shared tier, by result: hit (answer from Redis), lock (this proxy calls the backend), wait (another proxy does), skipped (tier down), error, bypass (a caller's no-cache found another proxy's lock: called the backend itself).",
       "lookups",
       "result",
     );
@@ -355,6 +358,7 @@ export class Metrics implements ProxyObserver {
     this.#requestDuration.observe({ outcome: info.outcome }, info.durationMs / 1000);
     if (info.wouldBe !== undefined) this.#shadow.inc({ method, would: info.wouldBe });
     if (info.stale) this.#stale.inc({ method });
+    this.#cache.call(info, method);
   }
 
   /** Counts a policy reload. */

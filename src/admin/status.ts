@@ -18,6 +18,7 @@ import { type HotKey, HotKeys, KEY_PREFIX_LENGTH } from "./hot_keys.ts";
 import type { Proxy, ProxyStats } from "../server/proxy.ts";
 import type { CallReport, ProxyObserver } from "../server/observer.ts";
 import type { TierStats } from "../fleet/shared_tier.ts";
+import type { PurgeLog } from "../policy/purges.ts";
 import { VERSION } from "../util/version.ts";
 
 /** `GET /status.json`, field by field in the README ("Status page"). */
@@ -73,6 +74,24 @@ export interface StatusSnapshot {
    * (answers from Redis or published by another proxy), and its outages.
    */
   sharedTier: { up: boolean; fromFleet: number; outages: number } | null;
+  /**
+   * Purges (`POST /purge`, and with `--redis` the fleet's): whether this proxy takes them (an admin token is
+   * configured), how many were applied here and what they dropped, and the last 10, newest first.
+   */
+  purges: {
+    enabled: boolean;
+    total: number;
+    dropped: number;
+    recent: {
+      at: string;
+      kind: string;
+      value: string;
+      origin: string;
+      fleetSeq: number | null;
+      dropped: number;
+      inFlight: number;
+    }[];
+  };
   /** The effective configuration, as the start-up log line has it (credentials masked). */
   config: Record<string, unknown>;
 }
@@ -91,10 +110,18 @@ export interface StatusSource {
   tierStats?(): TierStats | undefined;
   /** The backend's addresses, when it has a balancer. */
   backendAddresses?(): AddressStatus[] | undefined;
+  /** The purges applied here. */
+  purges?(): PurgeLog;
+  /** Whether this proxy takes purges (an admin token is configured). */
+  purgeEnabled?: boolean;
 }
 
 /** What the board reads from a running `proxy`; `config` is shown as it is (mask credentials first). */
-export function statusSource(proxy: Proxy, config: Record<string, unknown>): StatusSource {
+export function statusSource(
+  proxy: Proxy,
+  config: Record<string, unknown>,
+  options: { purgeEnabled?: boolean } = {},
+): StatusSource {
   return {
     proxyStats: () => proxy.stats(),
     collapserStats: () => proxy.collapser.stats(),
@@ -105,6 +132,8 @@ export function statusSource(proxy: Proxy, config: Record<string, unknown>): Sta
     config,
     tierStats: () => proxy.tier?.stats,
     backendAddresses: () => proxy.backend.balancer?.stats().addresses,
+    purges: () => proxy.purges,
+    purgeEnabled: options.purgeEnabled ?? false,
   };
 }
 
@@ -114,6 +143,8 @@ const HISTORY_SECONDS = 300;
 const NOW_SECONDS = 10;
 /** Hot keys and flights shown. */
 const TOP = 20;
+/** Purges shown. */
+const RECENT_PURGES = 10;
 /** Readiness is probed this often by the sampler, not per request. */
 const READY_EVERY_SECONDS = 5;
 
@@ -287,6 +318,7 @@ export class StatusBoard implements ProxyObserver {
         refreshes: c.refreshes,
       },
       sharedTier: sharedTier(source.tierStats?.()),
+      purges: purgesOf(source),
       config: this.#config ?? source.config,
     };
   }
@@ -298,5 +330,25 @@ function sharedTier(stats: TierStats | undefined): StatusSnapshot["sharedTier"] 
     up: stats.up,
     fromFleet: stats.lookups.hit + stats.waits.answer + stats.waits.polled,
     outages: stats.outages,
+  };
+}
+
+function purgesOf(source: StatusSource): StatusSnapshot["purges"] {
+  const log = source.purges?.();
+  if (log === undefined) return { enabled: source.purgeEnabled ?? false, total: 0, dropped: 0, recent: [] };
+  const stats = log.stats;
+  return {
+    enabled: source.purgeEnabled ?? false,
+    total: Object.values(stats.purges).reduce((a, b) => a + b, 0),
+    dropped: stats.dropped,
+    recent: log.recent(RECENT_PURGES).map((p) => ({
+      at: new Date(p.at).toISOString(),
+      kind: p.kind,
+      value: p.value,
+      origin: p.origin,
+      fleetSeq: p.fleetSeq ?? null,
+      dropped: p.dropped,
+      inFlight: p.flights,
+    })),
   };
 }

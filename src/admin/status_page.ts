@@ -25,6 +25,7 @@
 import html from "./status_page/index.html" with { type: "text" };
 import style from "./status_page/style.css" with { type: "text" };
 import format from "./status_page/format.js" with { type: "text" };
+import panels from "./status_page/panels.js" with { type: "text" };
 import app from "./status_page/app.js" with { type: "text" };
 
 /**
@@ -58,5 +59,6 @@ export function inlinePage(html: string, files: Readonly<Record<string, string>>
 export const STATUS_PAGE_HTML: string = inlinePage(html, {
   "style.css": style,
   "format.js": format,
+  "panels.js": panels,
   "app.js": app,
 });

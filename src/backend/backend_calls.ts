@@ -8,10 +8,13 @@
 
 import type * as http2 from "node:http2";
 import type { Collapser, Flight } from "../core/collapser.ts";
+import { serveStale } from "./serve_stale.ts";
 import { formatDuration } from "../util/duration.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
-import { type LeadRequest, NOT_CACHED, retention, STALE_HEADER, STALE_IF } from "../policy/retention.ts";
+import { type LeadRequest, NOT_CACHED, retention, STALE_IF } from "../policy/retention.ts";
+import type { Freshness } from "../policy/freshness.ts";
+import type { OutgoingHttpHeaders } from "node:http2";
 import { Limiter, type LimiterOptions } from "./limiter.ts";
 import { queuedStream } from "./queued_stream.ts";
 import type { ClientTls } from "../wire/tls.ts";
@@ -82,6 +85,8 @@ export interface BackendCallsOptions {
   limit?: LimiterOptions;
   /** How calls are spread when the target has several addresses (balancer.ts). @default {its defaults} */
   balancing?: Omit<BalancerOptions, "tls">;
+  /** How each answer is kept (its `cache-control`, purges since its call). @default {the method's policy} */
+  freshness?: Freshness;
 }
 
 /** The backend clients and the calls made through them. */
@@ -98,6 +103,7 @@ export class BackendCalls {
   readonly #collapser: Collapser<ResponseEvent>;
   readonly #stats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
   readonly #limiter: Limiter | undefined;
+  readonly #freshness: Freshness | undefined;
 
   constructor(options: BackendCallsOptions, collapser: Collapser<ResponseEvent>) {
     this.#target = options.backend;
@@ -106,6 +112,7 @@ export class BackendCalls {
     this.#onFinished = options.onFinished;
     this.#collapser = collapser;
     this.#limiter = options.limit && new Limiter(options.limit);
+    this.#freshness = options.freshness;
   }
 
   /** Counters of backend calls (a snapshot). */
@@ -218,17 +225,19 @@ export class BackendCalls {
   }
 
   /**
-   * Ends a flight with `status` (`held`: response headers not yet passed on), or with the key's stale
-   * answer when the policy allows it and the failure is one stale-if-error covers.
+   * Ends a flight with `status` (`held`: response headers not yet passed on; `headers`: those of the answer),
+   * or with the key's stale answer when the failure is one stale-if-error covers and that answer is within
+   * the grace it was kept with (the policy's, or its own `stale-if-error`).
    */
   #settle(
     flight: Flight<ResponseEvent>,
     request: LeadRequest,
     status: StatusEvent,
     held?: ResponseEvent,
+    headers?: OutgoingHttpHeaders,
   ): void {
-    const { method, policy } = request;
-    if (STALE_IF.has(status.code) && policy.staleIfErrorMs > 0) {
+    const { method } = request;
+    if (STALE_IF.has(status.code)) {
       const stale = this.#collapser.stale(request.key);
       if (stale !== undefined) {
         log.warn("backend call {method} failed ({code} {details}): answering with the last good answer", {
@@ -236,13 +245,18 @@ export class BackendCalls {
           code: status.code,
           details: status.details,
         });
-        return serveStale(flight, stale);
+        return serveStale(flight, stale, status);
       }
     }
     if (held !== undefined) flight.emit(held);
-    flight.emit(status);
     logStatus(method, status);
-    flight.finish(retention(policy, status.code));
+    flight.finish(this.#keep(request, status, headers), status);
+  }
+
+  /** How the answer that ended with `status` is kept (decided once, here, as its flight finishes). */
+  #keep(request: LeadRequest, status: StatusEvent, headers: OutgoingHttpHeaders | undefined) {
+    return this.#freshness?.keep(request, status.code, { headers, trailers: status.trailers }) ??
+      retention(request.policy, status.code);
   }
 
   /** The leader's backend call itself; `release` gives its concurrency slot back when it ends. */
@@ -254,7 +268,9 @@ export class BackendCalls {
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
     let timer: ReturnType<typeof setTimeout> | undefined;
     let held: ResponseEvent | undefined;
-    const holdHeaders = policy.staleIfErrorMs > 0;
+    let answerHeaders: OutgoingHttpHeaders | undefined;
+    // A stale answer may stand in only if the response headers have not gone out yet.
+    const holdHeaders = policy.staleIfErrorMs > 0 || this.#collapser.hasStale(request.key);
     const done = (code: StatusCode, details?: string) => {
       clearTimeout(timer);
       ended(code, details);
@@ -265,17 +281,19 @@ export class BackendCalls {
       done(status.code, status.details);
       // Once a message went out the answer is partly given: a stale one can no longer replace it.
       if (messages > 0) {
-        flight.emit(status);
         logStatus(method, status);
-        return flight.finish(retention(policy, status.code));
+        return flight.finish(this.#keep(request, status, answerHeaders), status);
       }
-      this.#settle(flight, request, status, held);
+      this.#settle(flight, request, status, held, answerHeaders);
     };
     const sink = (event: ResponseEvent) => {
       if (event.type === "status") return end(event);
-      if (event.type === "headers" && holdHeaders) {
-        held = event;
-        return;
+      if (event.type === "headers") {
+        answerHeaders = event.headers;
+        if (holdHeaders) {
+          held = event;
+          return;
+        }
       }
       if (event.type === "message") {
         if (held !== undefined) {
@@ -379,15 +397,6 @@ export class BackendCalls {
       },
     };
   }
-}
-
-/** Answers a flight with a stale recording, its headers marked, and ends it without caching. */
-function serveStale(flight: Flight<ResponseEvent>, recording: readonly ResponseEvent[]): void {
-  const original = recording.find((event) => event.type === "headers");
-  const headers = original?.type === "headers" ? original.headers : {};
-  flight.emit({ type: "headers", headers: { ...headers, [STALE_HEADER]: "1" }, stale: true });
-  for (const event of recording) if (event.type === "message" || event.type === "status") flight.emit(event);
-  flight.finish(NOT_CACHED);
 }
 
 function logStatus(method: string, status: StatusEvent): void {

@@ -22,6 +22,8 @@ import { REDIS_FLAGS, redisConfig } from "./redis_flags.ts";
 import { WORKERS_FLAGS, type WorkersConfig, workersConfig } from "./workers_flags.ts";
 import { BALANCING_FLAGS, type BalancingConfig, balancingConfig } from "./balancing_flags.ts";
 import { parseTarget, TargetError } from "../backend/target.ts";
+import { CACHE_FLAGS, type CacheConfig, cacheConfig } from "./cache_flags.ts";
+import { ADMIN_FLAGS, type AdminConfig, adminConfig } from "./admin_flags.ts";
 
 export { ConfigError };
 
@@ -30,8 +32,8 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 /** Default number of keys the status page tracks as hot. */
 export const DEFAULT_HOT_KEYS = 1_000;
 
-/** The proxy's effective configuration. */
-export interface Config extends WorkersConfig {
+/** The proxy's effective configuration (each feature's flags: its own `*Config`). */
+export interface Config extends WorkersConfig, CacheConfig, AdminConfig {
   /** Backend target: `host:port`, a comma list, `dns:///name:port`, `ipv4:`/`ipv6:` lists (target.ts). */
   backend: string;
   /** How calls are spread over the backend's addresses, ejected and retried. */
@@ -117,6 +119,8 @@ const FLAGS = {
   ...REDIS_FLAGS,
   ...WORKERS_FLAGS,
   ...BALANCING_FLAGS,
+  ...CACHE_FLAGS,
+  ...ADMIN_FLAGS,
   "reuse-port": { type: "boolean" },
   "max-message-size": { type: "string" },
   "log-level": { type: "string" },
@@ -256,6 +260,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       refreshAhead,
       hotKeys,
       redis: redisConfig(read),
+      ...cacheConfig(read),
+      ...adminConfig(read),
       reusePort: read.bool("reuse-port", "COLLAPSER_REUSE_PORT", false),
       maxMessageBytes,
       logLevel,

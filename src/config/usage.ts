@@ -24,7 +24,8 @@ Options (each overrides the environment variable in brackets):
   --port N                   gRPC listen port                            [GRPC_PORT] (default ${DEFAULT_GRPC_PORT})
   --host ADDR                gRPC listen address                         [GRPC_HOST] (default 0.0.0.0)
   --metrics-port N           metrics and health port                     [METRICS_PORT] (default ${DEFAULT_METRICS_PORT})
-  --cache-ttl DURATION       how long answers are reused; 0 = no cache   [COLLAPSER_CACHE_DURATION] (default 100ms)
+  --cache-ttl DURATION       how long answers are reused, unless the     [COLLAPSER_CACHE_DURATION] (default 100ms)
+                             backend's cache-control says; 0 = only what it says
   --backend-timeout DURATION bound on one backend call                   [BACKEND_TIMEOUT] (default 10s)
   --key-headers LIST         metadata always in the key, even if ignored [COLLAPSER_KEY_HEADERS]
                              (authorization always is); comma-separated
@@ -51,6 +52,22 @@ Options (each overrides the environment variable in brackets):
   --max-queue N              most calls waiting for a backend slot;      [COLLAPSER_MAX_QUEUE] (default ${DEFAULT_MAX_QUEUE})
                              past it: RESOURCE_EXHAUSTED at once
   --queue-timeout DURATION   longest wait for a backend slot             [COLLAPSER_QUEUE_TIMEOUT] (default 1s)
+
+Caching like an HTTP cache (RFC 9111, 9211):
+  --max-ttl DURATION         longest the backend's cache-control can     [COLLAPSER_MAX_TTL] (default 1m)
+                             make an answer fresh (max-age, s-maxage,
+                             stale-while-revalidate, stale-if-error)
+  --no-cache-control         ignore the backend's cache-control; keep    [COLLAPSER_CACHE_CONTROL=false]
+                             answers for --cache-ttl only
+  --allow-client-no-cache    a caller's cache-control: no-cache (or      [COLLAPSER_ALLOW_CLIENT_NO_CACHE] (default off)
+                             max-age=0) gets a fresh backend call
+  --no-cache-status          no cache-status trailer on answers          [COLLAPSER_CACHE_STATUS=false]
+
+Admin port:
+  --admin-host ADDR          address the admin port binds                [COLLAPSER_ADMIN_HOST] (default: --host)
+  --admin-token TOKEN        token that POST /purge requires (16+        [COLLAPSER_ADMIN_TOKEN] (default: purge off)
+                             characters); prefer the variable or a file
+  --admin-token-file FILE    ... read from this file                     [COLLAPSER_ADMIN_TOKEN_FILE]
 
 TLS (SIGHUP reloads the files):
   --tls-cert FILE            serve gRPC over TLS with this PEM chain     [COLLAPSER_TLS_CERT]

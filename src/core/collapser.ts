@@ -5,31 +5,32 @@
  * A producer's output is a sequence of events. The first subscriber of a key starts the producer (the
  * leader); later ones (followers) get the events recorded so far replayed, then live ones. The producer
  * belongs to no subscriber: a subscriber that leaves only stops receiving. When the producer finishes, the
- * recording may be cached for the TTL and replayed to later subscribers (cache hits).
+ * recording may be cached for the TTL and replayed to later subscribers (cache hits). A flight (flight.ts)
+ * is one running producer.
  *
  * @module
  */
 
 import { type Retention, TtlCache } from "./ttl_cache.ts";
+import {
+  type FinishOptions,
+  Flight,
+  type FlightOwner,
+  type JoinOptions,
+  type Membership,
+  noop,
+  safeEnd,
+  type Subscriber,
+} from "./flight.ts";
 
-/** How a subscriber was served. */
-export type Role = "leader" | "follower" | "cache";
-
-/** Receives a shared sequence of events. Callbacks must not throw; if one does, that subscriber is dropped. */
-export interface Subscriber<E> {
-  /** One event, in order. Late joiners first get every event recorded so far. */
-  event(event: E): void;
-  /** The producer finished (or the subscriber was dropped); no more events follow. */
-  end(): void;
-}
-
-/** A subscriber's place in a flight or cache hit. */
-export interface Membership {
-  /** How this subscriber is served. */
-  readonly role: Role;
-  /** Stops delivery to this subscriber. The producer goes on for the others. Idempotent. */
-  leave(): void;
-}
+export {
+  type FinishOptions,
+  Flight,
+  type JoinOptions,
+  type Membership,
+  type Role,
+  type Subscriber,
+} from "./flight.ts";
 
 /** Options for {@linkcode Collapser}. */
 export interface CollapserOptions<E> {
@@ -53,35 +54,6 @@ export interface CollapserOptions<E> {
   refreshAhead?: boolean;
 }
 
-/** Per-join options of {@linkcode Collapser.join}. */
-export interface JoinOptions {
-  /**
-   * Whether a cache hit may refresh the recording ahead of its expiry. A hit in the last stretch of a
-   * recording's life starts one new producer in the background, and is still answered from the cache; the
-   * new recording lands about when the old one expires, so a hot key has no gap in which callers wait, and
-   * its producer still runs about once per TTL. The stretch is as long as the producer took, but at most
-   * half the TTL: hits in the first half of a recording's life never refresh it, so a one-off burst that
-   * is answered within that half (the tail of a herd) costs no second producer, however slow the first.
-   * @default {the collapser's refreshAhead}
-   */
-  readonly refreshAhead?: boolean;
-}
-
-/** How a finished flight's recording is kept. */
-export interface FinishOptions {
-  /** Cache the recording (for `ttlMs`, or the collapser's TTL). */
-  readonly cache: boolean;
-  /** TTL of this recording, in ms; 0 = not fresh at all (but see graceMs). @default {the collapser's} */
-  readonly ttlMs?: number;
-  /** How long past its TTL the recording is kept for {@linkcode Collapser.stale}, in ms. @default {0} */
-  readonly graceMs?: number;
-  /**
-   * How long producing the recording took, when it was not this flight's own work (an answer handed over
-   * by another producer): refresh-ahead starts that long before expiry. @default {the flight's duration}
-   */
-  readonly tookMs?: number;
-}
-
 /** Counters for metrics; monotonic unless noted. */
 export interface CollapserStats {
   leaders: number;
@@ -100,158 +72,41 @@ export interface CollapserStats {
   cacheEvictions: number;
 }
 
+/** A recording past its TTL, within the grace it was finished with (see {@linkcode Collapser.stale}). */
+export interface StaleRecording<E> {
+  readonly events: readonly E[];
+  /** Its age: what it was finished with plus the time since, in ms. */
+  readonly ageMs: number;
+  /** Its freshness left, in ms: negative (it is stale). */
+  readonly freshMs: number;
+}
+
+/** What {@linkcode Collapser.purge} dropped. */
+export interface PurgeCount {
+  /** Cached recordings dropped. */
+  readonly entries: number;
+  /** Running flights retired: they answer their callers, take no one new, and are not cached. */
+  readonly flights: number;
+}
+
 /** Default TTL of a cached recording: 100 ms. */
 export const DEFAULT_CACHE_TTL_MS = 100;
 
 interface Recording<E> {
-  events: E[];
+  readonly events: E[];
   /** When the producer finished (clock of the collapser). */
-  finishedAt: number;
+  readonly finishedAt: number;
   /** How long the producer took. */
-  tookMs: number;
+  readonly tookMs: number;
   /** How long it is fresh. */
-  ttlMs: number;
+  readonly ttlMs: number;
+  /** How old it was when finished. */
+  readonly ageMs: number;
+  /** The flight's tag (the proxy's method), for purges. */
+  readonly label: string | undefined;
+  readonly tags: readonly string[] | undefined;
   /** Whether a refresh of this recording has been started (at most one per recording). */
   refreshing: boolean;
-}
-
-/**
- * One running producer and its subscribers. The producer is handed the flight and reports through
- * {@linkcode Flight.emit} and {@linkcode Flight.finish}.
- */
-export class Flight<E> {
-  readonly key: string;
-  #events: E[] | undefined = [];
-  #bytes = 0;
-  #subscribers = new Set<Subscriber<E>>();
-  #done = false;
-  readonly #owner: Collapser<E>;
-  /** Called when the last subscriber leaves before the producer finished. */
-  onIdle: (() => void) | undefined;
-  /**
-   * Called once when the producer finishes, after the subscribers got `end()`, with the recording (undefined
-   * if the flight stopped being shared) and how it is kept: for a producer that passes answers on (the
-   * shared tier). Must not throw.
-   */
-  onFinish: ((events: readonly E[] | undefined, options: FinishOptions) => void) | undefined;
-  /** Called once if the flight stops being shared (see {@linkcode unshare}). Must not throw. */
-  onUnshare: (() => void) | undefined;
-  /** Whether refresh-ahead started this flight (a cached recording still answers meanwhile). */
-  readonly refresh: boolean;
-
-  /** @internal Created by {@linkcode Collapser.join}. */
-  constructor(owner: Collapser<E>, key: string, refresh = false) {
-    this.#owner = owner;
-    this.key = key;
-    this.refresh = refresh;
-    this.#startedAt = owner._now();
-  }
-
-  readonly #startedAt: number;
-
-  /** When the producer started (clock of the collapser). */
-  get startedAt(): number {
-    return this.#startedAt;
-  }
-
-  /** A label the producer may set for reports (the proxy puts the method here); the core ignores it. */
-  tag: string | undefined;
-
-  /** Whether new subscribers may still join (and the recording may still be cached). */
-  get shared(): boolean {
-    return this.#events !== undefined && !this.#done;
-  }
-
-  /** Whether the producer has finished. */
-  get done(): boolean {
-    return this.#done;
-  }
-
-  /** Subscribers receiving events now. */
-  get subscribers(): number {
-    return this.#subscribers.size;
-  }
-
-  /** Records `event` (while shared) and delivers it to every subscriber. */
-  emit(event: E): void {
-    if (this.#done) return;
-    if (this.#events !== undefined) {
-      this.#events.push(event);
-      this.#bytes += this.#owner.sizeOf(event);
-    }
-    for (const subscriber of this.#subscribers) this.#deliver(subscriber, event);
-  }
-
-  /**
-   * Stops sharing: no one else may join, nothing is recorded or cached; current subscribers still get
-   * every event. Use it when the output turns out to be unbounded (a stream).
-   */
-  unshare(): void {
-    if (this.#events === undefined || this.#done) return;
-    this.#events = undefined;
-    this.#owner._release(this);
-    this.onUnshare?.();
-  }
-
-  /** Ends the flight: subscribers get `end()`, and the recording is cached when `options.cache` is true. */
-  finish(options: FinishOptions): void {
-    if (this.#done) return;
-    this.#done = true;
-    const events = this.#events;
-    this.#events = undefined;
-    const now = this.#owner._now();
-    if (options.cache && events !== undefined) {
-      // The proxy passes its method's frozen options, which carry a TTL: no allocation per finish.
-      const retention: Retention = options.ttlMs !== undefined
-        ? options as Retention
-        : options.graceMs === undefined
-        ? this.#owner._defaultRetention
-        : { ttlMs: this.#owner._defaultRetention.ttlMs, graceMs: options.graceMs };
-      const recording = {
-        events,
-        finishedAt: now,
-        tookMs: options.tookMs ?? now - this.#startedAt,
-        ttlMs: retention.ttlMs,
-        refreshing: false,
-      };
-      this.#owner._release(this, recording, this.#bytes, retention);
-    } else this.#owner._release(this);
-    const subscribers = [...this.#subscribers];
-    this.#subscribers.clear();
-    this.#owner._waiting -= subscribers.length;
-    for (const subscriber of subscribers) safeEnd(subscriber);
-    this.onFinish?.(events, options);
-  }
-
-  /** @internal */
-  _add(subscriber: Subscriber<E>): Membership {
-    for (const event of this.#events ?? []) {
-      if (!this.#deliver(subscriber, event)) return { role: "follower", leave: noop };
-    }
-    this.#subscribers.add(subscriber);
-    this.#owner._waiting++;
-    return {
-      role: "follower",
-      leave: () => this.#remove(subscriber),
-    };
-  }
-
-  #remove(subscriber: Subscriber<E>): void {
-    if (!this.#subscribers.delete(subscriber)) return;
-    this.#owner._waiting--;
-    if (this.#subscribers.size === 0 && !this.#done) this.onIdle?.();
-  }
-
-  #deliver(subscriber: Subscriber<E>, event: E): boolean {
-    try {
-      subscriber.event(event);
-      return true;
-    } catch {
-      this.#remove(subscriber);
-      safeEnd(subscriber);
-      return false;
-    }
-  }
 }
 
 /**
@@ -275,29 +130,34 @@ export class Collapser<E> {
   #followers = 0;
   #cacheHits = 0;
   #refreshes = 0;
-  /** @internal The retention of a recording whose finish names no TTL. */
-  readonly _defaultRetention: Retention;
+  readonly #defaultTtlMs: number;
   readonly #refreshAhead: boolean;
-  /** @internal The collapser's clock. */
-  readonly _now: () => number;
-  /** @internal Gauge maintained by flights. */
-  _waiting = 0;
+  readonly #now: () => number;
+  /** What flights see of this collapser (the waiting gauge lives there). */
+  readonly #owner: FlightOwner<E>;
 
   constructor(options: CollapserOptions<E> = {}) {
     const { ttlMs = DEFAULT_CACHE_TTL_MS, maxEntries, maxBytes, now = () => performance.now() } = options;
-    this._now = now;
-    this._defaultRetention = Object.freeze({ ttlMs });
+    this.#now = now;
+    this.#defaultTtlMs = ttlMs;
     this.#refreshAhead = options.refreshAhead ?? true;
     if (!Number.isFinite(ttlMs) || ttlMs < 0) {
       throw new RangeError(`Cannot create Collapser: ttlMs must be a finite number >= 0: received ${ttlMs}`);
     }
     this.#cache = new TtlCache({ maxEntries, maxBytes, now });
     this.sizeOf = options.sizeOf ?? (() => 0);
+    this.#owner = {
+      sizeOf: this.sizeOf,
+      now,
+      waiting: 0,
+      release: (flight, events, bytes, kept) => this.#release(flight, events, bytes, kept),
+    };
   }
 
   /**
    * Subscribes to `key`: replays a cached recording, joins the running flight, or becomes the leader and
-   * calls `start` with a new flight. Events may be delivered before this returns.
+   * calls `start` with a new flight (always, with `options.bypass`). Events may be delivered before this
+   * returns.
    */
   join(
     key: string,
@@ -305,20 +165,28 @@ export class Collapser<E> {
     start: (flight: Flight<E>) => void,
     options?: JoinOptions,
   ): Membership {
+    if (options?.bypass) {
+      this.#inflight.get(key)?._retire();
+      return this.#lead(key, subscriber, start);
+    }
     const cached = this.#cache.get(key);
     if (cached !== undefined) {
       this.#cacheHits++;
+      const sinceFinish = this.#cache.readAt - cached.finishedAt;
       try {
+        subscriber.cached?.(cached.ageMs + sinceFinish, cached.ttlMs - sinceFinish);
         for (const event of cached.events) subscriber.event(event);
       } finally {
         safeEnd(subscriber);
       }
       if (
-        (options?.refreshAhead ?? this.#refreshAhead) && !cached.refreshing && !this.#inflight.has(key) &&
-        this._now() - cached.finishedAt >= cached.ttlMs - Math.min(cached.tookMs, cached.ttlMs / 2)
+        !cached.refreshing && !this.#inflight.has(key) &&
+        (sinceFinish >= cached.ttlMs || // within its stale-while-revalidate window: always
+          ((options?.refreshAhead ?? this.#refreshAhead) &&
+            sinceFinish >= cached.ttlMs - Math.min(cached.tookMs, cached.ttlMs / 2)))
       ) {
         cached.refreshing = true;
-        this.#refresh(key, start);
+        this.#refresh(key, start, cached.ttlMs);
       }
       return CACHE_HIT;
     }
@@ -327,8 +195,12 @@ export class Collapser<E> {
       this.#followers++;
       return running._add(subscriber);
     }
+    return this.#lead(key, subscriber, start);
+  }
+
+  #lead(key: string, subscriber: Subscriber<E>, start: (flight: Flight<E>) => void): Membership {
     this.#leaders++;
-    const flight = new Flight<E>(this, key);
+    const flight = new Flight<E>(this.#owner, key);
     this.#inflight.set(key, flight);
     const membership = flight._add(subscriber);
     try {
@@ -342,9 +214,9 @@ export class Collapser<E> {
   }
 
   /** Starts a producer nobody waits on yet; callers that come before it finishes join it. */
-  #refresh(key: string, start: (flight: Flight<E>) => void): void {
+  #refresh(key: string, start: (flight: Flight<E>) => void, ttlMs: number): void {
     this.#refreshes++;
-    const flight = new Flight<E>(this, key, true);
+    const flight = new Flight<E>(this.#owner, key, ttlMs);
     this.#inflight.set(key, flight);
     try {
       start(flight);
@@ -365,16 +237,45 @@ export class Collapser<E> {
   }
 
   /**
-   * The events of the recording for `key` if it has passed its TTL but is within the grace it was finished
-   * with, so that a caller may be given it when a new producer fails. Undefined otherwise.
+   * The recording for `key` if it has passed its TTL but is within the grace it was finished with, so that a
+   * caller may be given it when a new producer fails. Undefined otherwise.
    */
-  stale(key: string): readonly E[] | undefined {
-    return this.#cache.getStale(key)?.events;
+  stale(key: string): StaleRecording<E> | undefined {
+    const recording = this.#cache.getStale(key);
+    if (recording === undefined) return undefined;
+    const sinceFinish = this.#now() - recording.finishedAt;
+    return {
+      events: recording.events,
+      ageMs: recording.ageMs + sinceFinish,
+      freshMs: recording.ttlMs - sinceFinish,
+    };
+  }
+
+  /** Whether {@linkcode stale} would give a recording for `key` now (no allocation). */
+  hasStale(key: string): boolean {
+    return this.#cache.getStale(key) !== undefined;
   }
 
   /** Forgets the cached recording for `key`, if any. */
   forget(key: string): void {
     this.#cache.delete(key);
+  }
+
+  /**
+   * Drops every cached recording (fresh or stale) for which `match(key, label, tags)` holds, and retires
+   * every running flight for which `match(key, tag, undefined)` holds: it still answers its subscribers, but
+   * takes no one new and is not cached. O(cached recordings + running flights).
+   */
+  purge(
+    match: (key: string, label: string | undefined, tags: readonly string[] | undefined) => boolean,
+  ): PurgeCount {
+    const entries = this.#cache.deleteWhere((key, recording) => match(key, recording.label, recording.tags));
+    const retired: Flight<E>[] = [];
+    for (const flight of this.#inflight.values()) {
+      if (match(flight.key, flight.tag, undefined)) retired.push(flight);
+    }
+    for (const flight of retired) flight._retire();
+    return { entries, flights: retired.length };
   }
 
   /** A snapshot of the counters and gauges. */
@@ -385,28 +286,38 @@ export class Collapser<E> {
       cacheHits: this.#cacheHits,
       refreshes: this.#refreshes,
       inflight: this.#inflight.size,
-      waiting: this._waiting,
+      waiting: this.#owner.waiting,
       cacheEntries: this.#cache.size,
       cacheBytes: this.#cache.bytes,
       cacheEvictions: this.#cache.evictions,
     };
   }
 
-  /** @internal A flight stops being joinable; caches its recording if given. */
-  _release(flight: Flight<E>, recording?: Recording<E>, bytes = 0, retention?: Retention): void {
+  /** A flight stops being joinable; caches its recording if given and kept. */
+  #release(flight: Flight<E>, events?: E[], bytes = 0, options?: FinishOptions): boolean {
     if (this.#inflight.get(flight.key) === flight) this.#inflight.delete(flight.key);
-    if (recording !== undefined) this.#cache.set(flight.key, recording, bytes, retention!);
+    if (events === undefined || options === undefined || !options.cache) return false;
+    const now = this.#now();
+    const ttlMs = options.ttlMs ?? this.#defaultTtlMs;
+    const graceMs = options.graceMs ?? 0;
+    const swrMs = options.swrMs ?? 0;
+    // The proxy passes its method's frozen options, which carry a TTL: no allocation for them.
+    const retention: Retention = swrMs === 0
+      ? (options.ttlMs !== undefined ? options as Retention : { ttlMs, graceMs })
+      // Replayed for the stale-while-revalidate window too; the stale-if-error grace counts from the TTL.
+      : { ttlMs: ttlMs + swrMs, graceMs: Math.max(0, graceMs - swrMs) };
+    const recording: Recording<E> = {
+      events,
+      finishedAt: now,
+      tookMs: options.tookMs ?? now - flight.startedAt,
+      ttlMs,
+      ageMs: options.ageMs ?? 0,
+      label: flight.tag,
+      tags: options.tags,
+      refreshing: false,
+    };
+    return this.#cache.set(flight.key, recording, bytes, retention);
   }
 }
 
 const CACHE_HIT: Membership = Object.freeze({ role: "cache" as const, leave: noop });
-
-function noop(): void {}
-
-function safeEnd(subscriber: Subscriber<unknown>): void {
-  try {
-    subscriber.end();
-  } catch {
-    // A subscriber that fails on end has nothing left to receive.
-  }
-}

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { MinHeap } from "./heap.ts";
+
 /** How long one entry lives. */
 export interface Retention {
   /** How long the entry is fresh (returned by `get`), in ms. */
@@ -25,12 +27,17 @@ export interface TtlCacheOptions {
 
 interface Entry<V> {
   readonly key: string;
-  readonly value: V;
+  /** Dropped (set to undefined) when the entry leaves, so a slot left in a heap holds no answer. */
+  value: V | undefined;
   readonly bytes: number;
   /** `get` returns the entry until then. */
   readonly freshUntil: number;
   /** The entry is dropped then; `getStale` returns it between `freshUntil` and this. */
   readonly keepUntil: number;
+  /** Insertion order: breaks ties between entries that expire at the same moment. */
+  readonly seq: number;
+  /** Whether the entry is still in the cache (heaps drop the others lazily). */
+  live: boolean;
 }
 
 /** Default most entries held by a {@linkcode TtlCache}. */
@@ -39,16 +46,18 @@ export const DEFAULT_CACHE_MAX_ENTRIES = 10_000;
 export const DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
- * Entries that share a retention (the same TTL and grace) expire in insertion order, so each retention has
- * its own FIFO and expiry and eviction pop from the fronts, with no timers and no sorting. There are only
- * as many FIFOs as distinct retentions in use (one per policy rule at most), so finding the entry that
- * expires first is a walk over a handful of fronts. An LRU would buy nothing here: a hit does not extend an
- * entry's life.
+ * Every entry has its own retention (a method's TTL, or what the backend's `cache-control` said), so the
+ * cache keeps two min-heaps: entries still fresh, by when they stop being fresh, and entries past that but
+ * within their grace, by when they are dropped. Expiry pops the fronts; eviction for room takes a stale entry
+ * first, then the fresh entry that stops being fresh first. No timers, no sorting; a `set` is O(log n).
  *
- * Each FIFO is an array with a moving head, not a Map's own order: walking a Map from its front skips every
- * slot deleted since V8 last rehashed it, which made each `set` on a full 10,000-entry cache cost ~14 µs
- * (bench/core_bench.ts). Entries deleted or replaced stay in their FIFO as stale slots until they reach the
- * front; every entry reaches the front within its retention, so the arrays stay bounded.
+ * (Before per-answer TTLs, each distinct retention had its own FIFO, insertion order being expiry order
+ * within one. With TTLs from the backend — any whole number of seconds up to `--max-ttl` — the number of
+ * FIFOs is no longer a handful, and a heap is what stays O(log n).)
+ *
+ * An entry deleted or replaced stays in its heap as a dead slot until it reaches the top (within its
+ * retention) or the heaps are compacted (when dead slots outnumber live entries); its value is dropped at
+ * once, so a dead slot holds no answer. An LRU would buy nothing here: a hit does not extend an entry's life.
  *
  * @example
  * ```ts
@@ -60,15 +69,22 @@ export const DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024;
  */
 export class TtlCache<V> {
   readonly #entries = new Map<string, Entry<V>>();
-  /** One FIFO per retention in use (a handful: an array beats a Map here). */
-  #fifos: Fifo<V>[] = [];
-  /** The FIFO the last `set` used: nearly every set uses the same retention as the one before. */
-  #lastFifo: Fifo<V> | undefined;
+  /** Entries not yet known to be past their TTL, first to stop being fresh on top. */
+  readonly #fresh = new MinHeap<Entry<V>>((a, b) =>
+    a.freshUntil < b.freshUntil || (a.freshUntil === b.freshUntil && a.seq < b.seq)
+  );
+  /** Entries past their TTL, within their grace, first to be dropped on top. */
+  readonly #stale = new MinHeap<Entry<V>>((a, b) =>
+    a.keepUntil < b.keepUntil || (a.keepUntil === b.keepUntil && a.seq < b.seq)
+  );
   readonly #maxEntries: number;
   readonly #maxBytes: number;
   readonly #now: () => number;
   #bytes = 0;
   #evictions = 0;
+  #seq = 0;
+  /** Dead slots in the heaps. */
+  #dead = 0;
 
   constructor(options: TtlCacheOptions = {}) {
     const { maxEntries = DEFAULT_CACHE_MAX_ENTRIES, maxBytes = DEFAULT_CACHE_MAX_BYTES } = options;
@@ -97,16 +113,27 @@ export class TtlCache<V> {
     return this.#bytes;
   }
 
+  /** @internal Slots in the heaps, dead ones included (bounded: about twice the entries at most). */
+  get slots(): number {
+    return this.#fresh.size + this.#stale.size;
+  }
+
   /** Entries dropped for room (not for age) since creation. */
   get evictions(): number {
     return this.#evictions;
   }
 
+  /**
+   * @internal The clock as the last `get` that found an entry read it: a caller that needs the time of a hit
+   * takes it from here rather than reading the clock again (a miss reads no clock at all).
+   */
+  readAt = 0;
+
   /** The fresh value for `key`, or undefined. */
   get(key: string): V | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
-    const now = this.#now();
+    const now = this.readAt = this.#now();
     if (entry.freshUntil > now) return entry.value;
     if (entry.keepUntil <= now) this.#sweep(now);
     return undefined;
@@ -136,11 +163,19 @@ export class TtlCache<V> {
     this.#sweep(now);
     if (bytes > this.#maxBytes || ttlMs + graceMs === 0) return false;
     while (this.#entries.size >= this.#maxEntries || this.#bytes + bytes > this.#maxBytes) {
-      this.#remove(this.#firstToExpire()!.shift()!);
+      this.#remove(this.#firstToGo()!);
       this.#evictions++;
     }
-    const entry = { key, value, bytes, freshUntil: now + ttlMs, keepUntil: now + ttlMs + graceMs };
-    this.#fifo(ttlMs, graceMs).push(entry);
+    const entry: Entry<V> = {
+      key,
+      value,
+      bytes,
+      freshUntil: now + ttlMs,
+      keepUntil: now + ttlMs + graceMs,
+      seq: this.#seq++,
+      live: true,
+    };
+    this.#fresh.push(entry);
     this.#entries.set(key, entry);
     this.#bytes += bytes;
     return true;
@@ -151,102 +186,82 @@ export class TtlCache<V> {
     const entry = this.#entries.get(key);
     if (entry === undefined) return false;
     this.#remove(entry);
+    this.#dead++;
+    this.#compactIfSparse();
     return true;
+  }
+
+  /** Removes every entry for which `match` holds (fresh and stale alike); returns how many. O(size). */
+  deleteWhere(match: (key: string, value: V) => boolean): number {
+    let removed = 0;
+    for (const entry of this.#entries.values()) {
+      if (match(entry.key, entry.value!)) {
+        this.#remove(entry);
+        this.#dead++;
+        removed++;
+      }
+    }
+    this.#compactIfSparse();
+    return removed;
   }
 
   /** Drops every entry. */
   clear(): void {
+    for (const entry of this.#entries.values()) entry.value = undefined;
     this.#entries.clear();
-    this.#fifos = [];
-    this.#lastFifo = undefined;
+    this.#fresh.clear();
+    this.#stale.clear();
     this.#bytes = 0;
+    this.#dead = 0;
   }
 
-  /** The FIFO of entries with this retention, created on first use. */
-  #fifo(ttlMs: number, graceMs: number): Fifo<V> {
-    const last = this.#lastFifo;
-    if (last !== undefined && last.ttlMs === ttlMs && last.graceMs === graceMs) return last;
-    let fifo = this.#fifos.find((f) => f.ttlMs === ttlMs && f.graceMs === graceMs);
-    if (fifo === undefined) this.#fifos.push(fifo = new Fifo(this.#entries, ttlMs, graceMs));
-    return this.#lastFifo = fifo;
-  }
-
+  /** Takes `entry` out of the map; a caller that leaves its heap slot behind counts it dead. */
   #remove(entry: Entry<V>): void {
     this.#entries.delete(entry.key);
     this.#bytes -= entry.bytes;
+    entry.value = undefined;
+    entry.live = false;
   }
 
-  /** The FIFO whose front stops being fresh first (a stale entry goes before a fresh one). */
-  #firstToExpire(): Fifo<V> | undefined {
-    let first: Fifo<V> | undefined;
-    let at = Infinity;
-    for (const fifo of this.#fifos) {
-      const front = fifo.front();
-      if (front !== undefined && front.freshUntil < at) {
-        first = fifo;
-        at = front.freshUntil;
-      }
-    }
-    return first;
+  /** The live entry to evict for room: a stale one first, else the first to stop being fresh. */
+  #firstToGo(): Entry<V> | undefined {
+    return this.#popLive(this.#stale) ?? this.#popLive(this.#fresh);
   }
 
-  /** Drops every entry past its retention, from the front of each FIFO. */
-  #sweep(now: number): void {
-    const fifos = this.#fifos;
-    for (let i = 0; i < fifos.length; i++) {
-      const fifo = fifos[i];
-      for (let entry = fifo.front(); entry !== undefined && entry.keepUntil <= now; entry = fifo.front()) {
-        this.#remove(fifo.shift()!);
-      }
-    }
-    if (fifos.length > MAX_IDLE_FIFOS) {
-      // Retentions no longer in use (a policy reload changed the TTLs) leave empty FIFOs behind.
-      this.#fifos = fifos.filter((fifo) => fifo.front() !== undefined || fifo === this.#lastFifo);
-    }
-  }
-}
-
-/** Past this many FIFOs, a sweep drops the empty ones. */
-const MAX_IDLE_FIFOS = 16;
-
-/** Entries of one retention in insertion (so expiry) order; slots of entries no longer live are skipped. */
-class Fifo<V> {
-  #order: (Entry<V> | undefined)[] = [];
-  #head = 0;
-  readonly #live: Map<string, Entry<V>>;
-  readonly ttlMs: number;
-  readonly graceMs: number;
-
-  constructor(live: Map<string, Entry<V>>, ttlMs: number, graceMs: number) {
-    this.#live = live;
-    this.ttlMs = ttlMs;
-    this.graceMs = graceMs;
-  }
-
-  push(entry: Entry<V>): void {
-    this.#order.push(entry);
-  }
-
-  /** The oldest live entry, dropping stale slots in front of it. */
-  front(): Entry<V> | undefined {
-    const order = this.#order;
-    while (this.#head < order.length) {
-      const entry = order[this.#head];
-      if (entry !== undefined && this.#live.get(entry.key) === entry) return entry;
-      order[this.#head++] = undefined;
+  /** Takes the first live entry off `heap`, dropping dead slots on the way. */
+  #popLive(heap: MinHeap<Entry<V>>): Entry<V> | undefined {
+    for (let entry = heap.pop(); entry !== undefined; entry = heap.pop()) {
+      if (entry.live) return entry;
+      this.#dead--;
     }
     return undefined;
   }
 
-  /** Takes the oldest live entry off the FIFO (the caller removes it from the live map), then compacts. */
-  shift(): Entry<V> | undefined {
-    const entry = this.front();
-    if (entry === undefined) return undefined;
-    this.#order[this.#head++] = undefined;
-    if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
-      this.#order = this.#order.slice(this.#head);
-      this.#head = 0;
+  /** Moves entries past their TTL to the stale heap (or out, past their grace); drops dead slots. */
+  #sweep(now: number): void {
+    const fresh = this.#fresh;
+    for (let entry = fresh.peek(); entry !== undefined; entry = fresh.peek()) {
+      if (entry.live && entry.freshUntil > now) break;
+      fresh.pop();
+      if (!entry.live) this.#dead--;
+      else if (entry.keepUntil > now) this.#stale.push(entry);
+      else this.#remove(entry);
     }
-    return entry;
+    const stale = this.#stale;
+    for (let entry = stale.peek(); entry !== undefined; entry = stale.peek()) {
+      if (entry.live && entry.keepUntil > now) break;
+      stale.pop();
+      if (entry.live) this.#remove(entry);
+      else this.#dead--;
+    }
+  }
+
+  /** Rebuilds the heaps without their dead slots once those outnumber the live entries. */
+  #compactIfSparse(): void {
+    if (this.#dead <= 64 || this.#dead <= this.#entries.size) return;
+    const live = (entry: Entry<V>) => entry.live;
+    this.#fresh.filter(live);
+    this.#stale.filter(live);
+    this.#dead = 0;
   }
 }

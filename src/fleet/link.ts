@@ -52,6 +52,24 @@ export interface RedisLink {
   subscribe(namespace: string, listener: (message: Uint8Array) => void): Promise<void>;
   /** The shards serving keys now (a Cluster's masters), for reporting which are down; none for one Redis. */
   shards?(): readonly string[];
+  /**
+   * Records a purge in the fleet's log: takes the next purge number, appends `record` (a JSON object, to
+   * which `"seq"` is added) to the log (keeping the last `keep`) and publishes it on `channel`. Resolves
+   * with the purge number and how many subscribers (proxies) the message reached.
+   */
+  purge(
+    keys: PurgeKeys,
+    record: string,
+    channel: string,
+    keep: number,
+  ): Promise<{ seq: number; receivers: number }>;
+  /** The fleet's latest purge number, and (only if it is past `after`) every purge record the log keeps. */
+  purges(keys: PurgeKeys, after: number): Promise<{ seq: number; records: string[] }>;
+  /**
+   * Calls `listener` with every message published (PUBLISH, not sharded) on `channel` — the fleet's purge
+   * channel — re-subscribing after reconnects.
+   */
+  subscribeChannel(channel: string, listener: (message: Uint8Array) => void): Promise<void>;
   /** Sets what to call when the connection is lost (`down`) or comes back (`up`). */
   onConnection(listener: (state: "up" | "down", reason: string) => void): void;
   /** Closes both connections. */
@@ -92,4 +110,12 @@ export class ShardUnavailable extends Error {
     this.shard = shard;
     this.transient = options?.transient ?? false;
   }
+}
+
+/** The Redis keys of the fleet's purge log (one hash slot: `{purges}`). */
+export interface PurgeKeys {
+  /** The latest purge number (INCR). */
+  readonly seq: string;
+  /** The last purges, as JSON records, oldest first. */
+  readonly log: string;
 }

@@ -27,10 +27,10 @@
 import { createCluster, ErrorReply, RESP_TYPES } from "@redis/client";
 import { Buffer } from "node:buffer";
 import { log } from "../util/log.ts";
-import { type Lookup, type RedisLink, ShardUnavailable, type TierKeys } from "./link.ts";
+import { type Lookup, type PurgeKeys, type RedisLink, ShardUnavailable, type TierKeys } from "./link.ts";
 import type { RedisConfig } from "./redis_config.ts";
 import { backoff, describe, Reason, socketOptions } from "./redis_options.ts";
-import { bufferOf, lockArg, lookup, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
+import { bufferOf, lockArg, lookup, purged, purgeRecords, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
 import { bucketOf, bucketTags, CLUSTER_BUCKETS, CLUSTER_SLOTS } from "./slots.ts";
 
 /** How long after a node stops answering the client asks the others for the slot map again, in ms. */
@@ -159,6 +159,28 @@ class ClusterLink implements RedisLink {
         bufferOf(notice),
       ]),
     );
+  }
+
+  async purge(
+    keys: PurgeKeys,
+    record: string,
+    channel: string,
+    keep: number,
+  ): Promise<{ seq: number; receivers: number }> {
+    // Both keys carry the {purges} tag: one slot, so one master runs the script.
+    return purged(
+      await run(this.#binary, SCRIPTS.purge, [keys.seq, keys.log], [record, channel, String(keep)]),
+    );
+  }
+
+  async purges(keys: PurgeKeys, after: number): Promise<{ seq: number; records: string[] }> {
+    return purgeRecords(await run(this.#binary, SCRIPTS.purges, [keys.seq, keys.log], [String(after)]));
+  }
+
+  async subscribeChannel(channel: string, listener: (message: Uint8Array) => void): Promise<void> {
+    // A plain PUBLISH reaches every node of a Cluster, so one subscription anywhere hears every purge.
+    await this.#connected.promise;
+    await this.#cluster.subscribe(channel, (message: Buffer) => listener(message), true);
   }
 
   async subscribe(namespace: string, listener: (message: Uint8Array) => void): Promise<void> {

@@ -19,9 +19,9 @@
 import { createClient, RESP_TYPES } from "@redis/client";
 import { Buffer } from "node:buffer";
 import type { RedisConfig } from "./redis_config.ts";
-import type { Lookup, RedisLink, TierKeys } from "./link.ts";
+import type { Lookup, PurgeKeys, RedisLink, TierKeys } from "./link.ts";
 import { Reason, REASON_WINDOW_MS, socketOptions } from "./redis_options.ts";
-import { bufferOf, lockArg, lookup, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
+import { bufferOf, lockArg, lookup, purged, purgeRecords, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
 
 /** Opens the two connections (without waiting for them: a Redis that is not there yet is retried). */
 export function openRedisLink(config: RedisConfig): RedisLink {
@@ -114,6 +114,25 @@ class NodeRedisLink implements RedisLink {
       (message: Buffer) => listener(message),
       true,
     );
+  }
+
+  async purge(
+    keys: PurgeKeys,
+    record: string,
+    channel: string,
+    keep: number,
+  ): Promise<{ seq: number; receivers: number }> {
+    return purged(
+      await run(this.#binary, SCRIPTS.purge, [keys.seq, keys.log], [record, channel, String(keep)]),
+    );
+  }
+
+  async purges(keys: PurgeKeys, after: number): Promise<{ seq: number; records: string[] }> {
+    return purgeRecords(await run(this.#binary, SCRIPTS.purges, [keys.seq, keys.log], [String(after)]));
+  }
+
+  async subscribeChannel(channel: string, listener: (message: Uint8Array) => void): Promise<void> {
+    await this.#subscriber.subscribe(channel, (message: Buffer) => listener(message), true);
   }
 
   #errored(err: unknown): void {

@@ -20,7 +20,7 @@
  */
 
 import { createClient } from "@redis/client";
-import type { Lookup, RedisLink, TierKeys } from "./link.ts";
+import type { Lookup, PurgeKeys, RedisLink, TierKeys } from "./link.ts";
 import type { RedisConfig, RedisNode } from "./redis_config.ts";
 import { openRedisLink, singleKeys } from "./redis_link.ts";
 import { backoff, describe, socketOptions } from "./redis_options.ts";
@@ -47,6 +47,8 @@ class SentinelLink implements RedisLink {
   #master: { address: string; link: RedisLink } | undefined;
   #listener: (state: "up" | "down", reason: string) => void = () => {};
   #subscription: { namespace: string; listener: (message: Uint8Array) => void } | undefined;
+  /** The purge channel's subscription, made again on each new master. */
+  #channelSubscription: { channel: string; listener: (message: Uint8Array) => void } | undefined;
   #closed = false;
   #resolving: Promise<void> | undefined;
   #lastResolve = -Infinity;
@@ -91,6 +93,19 @@ class SentinelLink implements RedisLink {
   async subscribe(namespace: string, listener: (message: Uint8Array) => void): Promise<void> {
     this.#subscription = { namespace, listener };
     await this.#master?.link.subscribe(namespace, listener);
+  }
+
+  purge(keys: PurgeKeys, record: string, channel: string, keep: number) {
+    return this.#use((link) => link.purge(keys, record, channel, keep));
+  }
+
+  purges(keys: PurgeKeys, after: number) {
+    return this.#use((link) => link.purges(keys, after));
+  }
+
+  async subscribeChannel(channel: string, listener: (message: Uint8Array) => void): Promise<void> {
+    this.#channelSubscription = { channel, listener };
+    await this.#master?.link.subscribeChannel(channel, listener);
   }
 
   async close(): Promise<void> {
@@ -192,6 +207,8 @@ class SentinelLink implements RedisLink {
     });
     const subscription = this.#subscription;
     if (subscription) link.subscribe(subscription.namespace, subscription.listener).catch(() => {});
+    const channel = this.#channelSubscription;
+    if (channel) link.subscribeChannel(channel.channel, channel.listener).catch(() => {});
     previous?.link.close();
   }
 }

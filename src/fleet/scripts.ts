@@ -60,6 +60,24 @@ if redis.call('DEL', KEYS[3]) == 1 then
 end
 return 1`;
 
+/**
+ * KEYS: purge number, purge log (one hash slot: `{purges}`). ARGV: the record (a JSON object, `"seq"` is put
+ * first), channel, how many records the log keeps. Returns {purge number, subscribers the record reached}.
+ * PUBLISH, not SPUBLISH: a Cluster broadcasts it to every node, so every proxy hears it wherever it listens.
+ */
+const PURGE = `
+local seq = redis.call('INCR', KEYS[1])
+local record = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
+redis.call('RPUSH', KEYS[2], record)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+return {seq, redis.call('PUBLISH', ARGV[2], record)}`;
+
+/** KEYS: purge number, purge log. ARGV: the number known. Returns {number} or {number, records}. */
+const PURGES = `
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+if seq <= tonumber(ARGV[1]) then return {seq} end
+return {seq, redis.call('LRANGE', KEYS[2], 0, -1)}`;
+
 /** A script's source and its SHA-1 (what EVALSHA names it by). */
 export interface Script {
   readonly source: string;
@@ -79,7 +97,22 @@ export const SCRIPTS = {
   settle: script(settle("PUBLISH")),
   /** settle for a Cluster: SPUBLISH on the keys' shard channel. */
   settleSharded: script(settle("SPUBLISH")),
+  purge: script(PURGE),
+  purges: script(PURGES),
 };
+
+/** The reply of the purge script. */
+export function purged(reply: unknown): { seq: number; receivers: number } {
+  if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
+  return { seq: Number(reply[0]), receivers: Number(reply[1]) };
+}
+
+/** The reply of the purges script. */
+export function purgeRecords(reply: unknown): { seq: number; records: string[] } {
+  if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
+  const records = Array.isArray(reply[1]) ? reply[1].map((record: unknown) => String(record)) : [];
+  return { seq: Number(reply[0]), records };
+}
 
 /** What runs a script: node-redis's client or cluster client with replies as Buffers. */
 export interface Evaluator {

@@ -5,7 +5,9 @@
  * served stale (stale-if-error) is never passed on as if it were fresh.
  *
  * Layout: `u32 length` of a JSON head `{ h: headers, c: code, d: details, t: trailers, m: [frame lengths],
- * k: ms the backend call took }`,
+ * k: ms the backend call took, s: the fleet purge number its flight started with, a: its age when stored
+ * in ms, l: the TTL it was stored for in ms }` (s, a and l optional: an answer without them predates every
+ * purge),
  * the head, then the message frames (already in gRPC wire form) back to back. Frames go as raw bytes
  * rather than base64 inside the JSON: most of an answer is its messages.
  *
@@ -25,6 +27,22 @@ interface Head {
   m: number[];
   /** How long the backend call that produced it took, in ms. */
   k: number;
+  /** The fleet's purge number when its flight started (purges.ts). */
+  s?: number;
+  /** Its age when stored, in ms (the backend's `age`). */
+  a?: number;
+  /** The TTL it was stored for in Redis, in ms. */
+  l?: number;
+}
+
+/** What a shared answer says of itself besides its events. */
+export interface AnswerStamp {
+  /** The fleet's purge number when its flight started: later purges may name it. @default {0} */
+  readonly stamp: number;
+  /** Its age when stored, in ms. @default {0} */
+  readonly ageMs: number;
+  /** The TTL it was stored for in Redis, in ms (its age there is this less what is left). */
+  readonly ttlMs?: number;
 }
 
 const encoder = new TextEncoder();
@@ -34,7 +52,11 @@ const decoder = new TextDecoder();
  * The recording `events` as bytes, or undefined when it is not an answer that may be shared: no final
  * status, or served stale.
  */
-export function encodeAnswer(events: readonly ResponseEvent[], tookMs: number): Uint8Array | undefined {
+export function encodeAnswer(
+  events: readonly ResponseEvent[],
+  tookMs: number,
+  stamp?: AnswerStamp,
+): Uint8Array | undefined {
   let headers: OutgoingHttpHeaders | null = null;
   const frames: Uint8Array[] = [];
   let status: Extract<ResponseEvent, { type: "status" }> | undefined;
@@ -54,6 +76,11 @@ export function encodeAnswer(events: readonly ResponseEvent[], tookMs: number): 
     m: frames.map((frame) => frame.byteLength),
     k: tookMs,
   };
+  if (stamp !== undefined) {
+    head.s = stamp.stamp;
+    head.a = stamp.ageMs;
+    if (stamp.ttlMs !== undefined) head.l = stamp.ttlMs;
+  }
   const json = encoder.encode(JSON.stringify(head));
   let size = 4 + json.byteLength;
   for (const frame of frames) size += frame.byteLength;
@@ -73,7 +100,9 @@ export function encodeAnswer(events: readonly ResponseEvent[], tookMs: number): 
  *
  * @throws {RangeError} when `bytes` is not such an answer (truncated, or not this layout)
  */
-export function decodeAnswer(bytes: Uint8Array): { events: ResponseEvent[]; tookMs: number } {
+export function decodeAnswer(
+  bytes: Uint8Array,
+): { events: ResponseEvent[]; tookMs: number } & AnswerStamp {
   if (bytes.byteLength < 4) throw new RangeError("shared answer: shorter than its head's length");
   const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
   if (4 + length > bytes.byteLength) throw new RangeError("shared answer: head runs past the end");
@@ -98,5 +127,12 @@ export function decodeAnswer(bytes: Uint8Array): { events: ResponseEvent[]; took
   }
   if (offset !== bytes.byteLength) throw new RangeError("shared answer: bytes left after the messages");
   events.push({ type: "status", code: head.c as StatusCode, details: head.d, trailers: head.t });
-  return { events, tookMs: typeof head.k === "number" && head.k >= 0 ? head.k : 0 };
+  const number = (value: unknown) => typeof value === "number" && value >= 0 ? value : undefined;
+  return {
+    events,
+    tookMs: number(head.k) ?? 0,
+    stamp: number(head.s) ?? 0,
+    ageMs: number(head.a) ?? 0,
+    ttlMs: number(head.l),
+  };
 }

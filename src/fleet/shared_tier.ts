@@ -30,12 +30,16 @@
 import type { FinishOptions, Flight } from "../core/collapser.ts";
 import { Status } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
-import { decodeAnswer, encodeAnswer } from "./shared_answer.ts";
+import { encodeAnswer } from "./shared_answer.ts";
+import { type FleetAnswerRules, serveEvents, serveStored } from "./fleet_answers.ts";
 import type { RedisLink, TierKeys } from "./link.ts";
 import { TierHealth } from "./tier_health.ts";
 import { ANSWER, CALL_IT_YOURSELF, notice, Waiters } from "./waiters.ts";
 import { type ResponseEvent, statusEvent } from "../wire/response.ts";
-import { type LeadRequest, retention, STALE_IF } from "../policy/retention.ts";
+import { type LeadRequest, STALE_IF } from "../policy/retention.ts";
+import type { Freshness } from "../policy/freshness.ts";
+import type { PurgeLog, PurgeTarget } from "../policy/purges.ts";
+import { type FleetPurge, FleetPurges } from "./fleet_purges.ts";
 
 /** Options for {@linkcode SharedTier}. */
 export interface SharedTierOptions {
@@ -56,13 +60,24 @@ export interface SharedTierOptions {
   pollMs?: number;
   /** How often a down tier probes Redis. @default {1000} */
   probeMs?: number;
+  /** How answers taken from Redis or another proxy are kept here. @default {the method's policy} */
+  freshness?: Freshness;
+  /** The purges answers from Redis are checked against (fleet_purges.ts); without it, none are. */
+  purges?: PurgeLog;
+  /** Applies a purge another proxy of the fleet made. */
+  onPurge?: (target: PurgeTarget, fleetSeq: number, at: number) => void;
+  /** How often the fleet's purge number is checked. @default {1000} */
+  purgeSyncMs?: number;
 }
 
 /** Counters of the tier, for metrics. */
 export interface TierStats {
   up: boolean;
-  /** Local leaders' lookups, by result (`skipped`: the tier was down, `error`: the lookup failed). */
-  lookups: Record<"hit" | "lock" | "wait" | "skipped" | "error", number>;
+  /**
+   * Local leaders' lookups, by result (`skipped`: the tier was down, `error`: the lookup failed, `bypass`: a
+   * caller's `no-cache` found another proxy's lock and called the backend itself).
+   */
+  lookups: Record<"hit" | "lock" | "wait" | "skipped" | "error" | "bypass", number>;
   /** How waits ended. */
   waits: Record<"answer" | "notice" | "polled" | "free" | "timeout" | "down", number>;
   /** Lock holders' settles, by result. */
@@ -75,6 +90,8 @@ export interface TierStats {
 
 /** The key the probe takes and releases a lock on (no collapse key is all zeros). */
 const PROBE_KEY = "0".repeat(64);
+/** How much life a stored answer must have for a bypass (or a retry past a purged one) to take it: none will. */
+const REFUSE_STORED = Number.MAX_SAFE_INTEGER;
 /** How a lock handed back unused is kept: not at all. */
 const NOT_KEPT: FinishOptions = Object.freeze({ cache: false });
 
@@ -99,9 +116,12 @@ export class SharedTier {
   readonly #tokenPrefix = `${crypto.randomUUID()}:`;
   #tokens = 0;
   readonly #health: TierHealth;
+  /** What answers from the fleet are kept and checked by. */
+  readonly #answers: FleetAnswerRules;
+  readonly #purges: FleetPurges | undefined;
   readonly #stats: TierStats = {
     up: false,
-    lookups: { hit: 0, lock: 0, wait: 0, skipped: 0, error: 0 },
+    lookups: { hit: 0, lock: 0, wait: 0, skipped: 0, error: 0, bypass: 0 },
     waits: { answer: 0, notice: 0, polled: 0, free: 0, timeout: 0, down: 0 },
     settles: { stored: 0, published: 0, unheard: 0, lost_lock: 0, local_only: 0, error: 0 },
     outages: 0,
@@ -130,6 +150,19 @@ export class SharedTier {
       lockMs: this.#lockMs,
       counts: this.#stats.waits,
     });
+    const purges = options.purges;
+    this.#answers = { freshness: options.freshness, purges };
+    const onPurge = options.onPurge;
+    this.#purges = purges && onPurge && new FleetPurges({
+      link,
+      health: this.#health,
+      namespace: this.#namespace,
+      id: this.#tokenPrefix,
+      apply: onPurge,
+      forgotten: (fleetSeq) => purges.forgotten(fleetSeq),
+      known: () => purges.fleetMark,
+      syncMs: options.purgeSyncMs,
+    });
     link.onConnection((state, reason) => {
       if (state === "down") this.#health.down(reason);
       else this.#health.reconnected();
@@ -147,6 +180,17 @@ export class SharedTier {
       log.debug("redis: subscribe failed: {error}", { error: String(err) })
     );
     await this.#health.start();
+    this.#purges?.start();
+  }
+
+  /**
+   * Makes a purge fleet-wide: recorded and published through Redis (one round trip). Rejects when Redis is
+   * down or does not answer in time; the caller applies it here once it resolves.
+   */
+  purge(target: PurgeTarget, at: number): Promise<FleetPurge> {
+    if (this.#purges === undefined) return Promise.reject(new Error("fleet purges are not set up"));
+    if (!this.#health.up) return Promise.reject(new Error("the shared tier (Redis) is down"));
+    return this.#purges.publish(target, at);
   }
 
   /** The namespace of the tier's keys and channel. */
@@ -202,9 +246,19 @@ export class SharedTier {
         this.#hold(flight, keys, token, request);
         return this.#local(flight, local);
       }
+      if (request.bypass) {
+        // A fresh answer was asked for: not one another proxy's call, begun earlier, will bring.
+        forget();
+        this.#stats.lookups.bypass++;
+        return this.#local(flight, local);
+      }
       this.#stats.lookups.wait++;
       this.#waiters.wait(waiter, keys, freshForMs, forget, (outcome) => {
-        if (outcome.kind === "answer") return this.#serveEvents(flight, request, outcome.events);
+        if (outcome.kind === "answer") {
+          // An answer whose call began before a purge that names it: this proxy calls the backend itself.
+          const served = serveEvents(this.#answers, flight, request, outcome.events, outcome.stamp);
+          return served === "purged" ? this.#local(flight, local) : undefined;
+        }
         if (outcome.kind === "polled") {
           return this.#serveStored(flight, request, outcome.value, outcome.ttlMs, local);
         }
@@ -229,6 +283,7 @@ export class SharedTier {
    */
   async close(): Promise<void> {
     this.#health.close();
+    this.#purges?.close();
     this.#waiters.releaseAll();
     const held = [...this.#held.entries()];
     this.#held.clear();
@@ -272,14 +327,15 @@ export class SharedTier {
    * local answer is in the last half of its life), more than half its TTL — one another proxy refreshed.
    */
   #freshFor(flight: Flight<ResponseEvent>, request: LeadRequest): number {
-    return flight.refresh ? request.policy.ttlMs / 2 : 0;
+    if (request.bypass) return REFUSE_STORED;
+    return flight.refresh ? (flight.refreshTtlMs ?? request.policy.ttlMs) / 2 : 0;
   }
 
   #keys(key: string): TierKeys {
     return this.#link.keysOf(this.#namespace, key);
   }
 
-  /** Answers a flight with an answer from Redis, kept locally for at most what is left of its life. */
+  /** Answers a flight with an answer from Redis, or asks again / calls the backend when it cannot be taken. */
   #serveStored(
     flight: Flight<ResponseEvent>,
     request: LeadRequest,
@@ -287,29 +343,11 @@ export class SharedTier {
     ttlMs: number,
     local: Local,
   ): void {
-    let events: ResponseEvent[], tookMs: number;
-    try {
-      ({ events, tookMs } = decodeAnswer(value));
-    } catch (err) {
-      log.warn("redis: a stored answer could not be read ({error}); calling the backend", {
-        error: String(err),
-      });
-      return this.#local(flight, local);
-    }
-    const ok = request.policy.keepOk;
-    const kept: FinishOptions = ttlMs > 0
-      // The backend call's own duration, not this round trip's: refresh-ahead starts that long before expiry.
-      ? { cache: true, ttlMs: Math.min(ttlMs, ok.ttlMs ?? ttlMs), graceMs: ok.graceMs, tookMs }
-      : { cache: false };
-    for (const event of events) flight.emit(event);
-    flight.finish(kept);
-  }
-
-  /** Answers a flight with an answer another proxy published, kept as this proxy's policy says. */
-  #serveEvents(flight: Flight<ResponseEvent>, request: LeadRequest, events: ResponseEvent[]): void {
-    for (const event of events) flight.emit(event);
-    const status = events[events.length - 1];
-    flight.finish(retention(request.policy, status.type === "status" ? status.code : Status.UNKNOWN));
+    const served = serveStored(this.#answers, flight, request, value, ttlMs);
+    // Stored before a purge that names it: asked again, refusing stored answers, the lock (or a call of our
+    // own) brings a fresh one, which replaces it in Redis.
+    if (served === "purged") return this.lead(flight, { ...request, bypass: true }, local);
+    if (served === "unreadable") this.#local(flight, local);
   }
 
   /** Calls the backend for a flight (later than join() would have: errors are the flight's to report). */
@@ -318,8 +356,7 @@ export class SharedTier {
     try {
       local(flight);
     } catch (err) {
-      flight.emit(statusEvent(Status.INTERNAL, `cannot call the backend: ${err}`));
-      flight.finish({ cache: false });
+      flight.finish(NOT_KEPT, statusEvent(Status.INTERNAL, `cannot call the backend: ${err}`));
     }
   }
 
@@ -337,13 +374,16 @@ export class SharedTier {
     // concurrency limit) is not passed on as an answer: each waiting proxy tries for itself, and may answer
     // with its own stale copy (stale-if-error).
     const failed = last?.type === "status" && STALE_IF.has(last.code);
-    const encoded = events === undefined || failed ? undefined : encodeAnswer(events, tookMs);
-    const shareable = encoded !== undefined && encoded.byteLength <= this.#maxBytes;
-    const answer = shareable ? encoded : EMPTY;
     // Only OK answers are stored (for the TTL they are kept here); errors only reach current waiters.
-    const ttlMs = shareable && kept.cache && last?.type === "status" && last.code === Status.OK
+    const keptMs = kept.cache && last?.type === "status" && last.code === Status.OK
       ? kept.ttlMs ?? request.policy.ttlMs
       : 0;
+    // Stamped with the fleet's purge number its flight started with: a later purge can name it.
+    const stamp = { stamp: request.fleetSince ?? 0, ageMs: kept.ageMs ?? 0, ttlMs: keptMs };
+    const encoded = events === undefined || failed ? undefined : encodeAnswer(events, tookMs, stamp);
+    const shareable = encoded !== undefined && encoded.byteLength <= this.#maxBytes;
+    const answer = shareable ? encoded : EMPTY;
+    const ttlMs = shareable ? keptMs : 0;
     const message = notice(request.key, shareable ? ANSWER : CALL_IT_YOURSELF);
     // Tried even while the tier is down here: other proxies may be waiting on this lock, and a Redis that
     // is really gone fails this at once.

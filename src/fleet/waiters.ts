@@ -27,7 +27,7 @@ const decoder = new TextDecoder();
 
 /** How one wait ended. */
 export type Outcome =
-  | { kind: "answer"; events: ResponseEvent[] }
+  | { kind: "answer"; events: ResponseEvent[]; stamp: number }
   | { kind: "notice" | "free" | "timeout" | "down" }
   | { kind: "polled"; value: Uint8Array; ttlMs: number };
 
@@ -146,15 +146,15 @@ export class Waiters {
 
   #deliver(waiter: Waiter, message: Uint8Array): void {
     if (message[KEY_LENGTH] !== ANSWER) return waiter.resume!({ kind: "notice" });
-    let events: ResponseEvent[];
+    let answer: ReturnType<typeof decodeAnswer>;
     try {
-      events = decodeAnswer(message.subarray(KEY_LENGTH + 1)).events;
+      answer = decodeAnswer(message.subarray(KEY_LENGTH + 1));
     } catch (err) {
       log.warn("redis: a published answer could not be read ({error}); calling the backend", {
         error: String(err),
       });
       return waiter.resume!({ kind: "notice" });
     }
-    waiter.resume!({ kind: "answer", events });
+    waiter.resume!({ kind: "answer", events: answer.events, stamp: answer.stamp });
   }
 }

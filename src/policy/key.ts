@@ -20,10 +20,11 @@ export const DEFAULT_KEY_HEADERS: readonly string[] = ["authorization"];
 
 /**
  * Per-call metadata left out of the key by default: HTTP/2 and gRPC transport headers (the message is keyed
- * decompressed, the deadline is the caller's own; grpc-js also sends HTTP's `accept-encoding`) and trace
- * context. Headers the proxy never forwards to
- * the backend (`HOP_HEADERS`: `te`, `content-type`, `user-agent`, `host`, ...) cannot change the answer
- * either and are left out too.
+ * decompressed, the deadline is the caller's own; grpc-js also sends HTTP's `accept-encoding`), the
+ * caller's `cache-control` (a directive to the cache, not part of the question: a caller that sends
+ * `no-cache` asks for a fresh answer to the same question, see freshness.ts) and trace context. Headers
+ * the proxy never forwards to the backend (`HOP_HEADERS`: `te`, `content-type`, `user-agent`, `host`, ...)
+ * cannot change the answer either and are left out too.
  */
 export const DEFAULT_IGNORED_HEADERS: readonly string[] = [
   "te",
@@ -33,6 +34,7 @@ export const DEFAULT_IGNORED_HEADERS: readonly string[] = [
   "grpc-accept-encoding",
   "accept-encoding",
   "user-agent",
+  "cache-control",
   "traceparent",
   "tracestate",
   "grpc-trace-bin",

@@ -33,6 +33,14 @@ export interface MethodPolicy {
   readonly refreshAhead: boolean;
   /** What the collapser is told on join (refresh-ahead). */
   readonly join: JoinOptions;
+  /** What the collapser is told on the join of a caller whose `cache-control` bypass is honoured. */
+  readonly joinBypass: JoinOptions;
+  /** Whether the backend's `cache-control` (and `age`) on an answer sets how it is kept. */
+  readonly cacheControl: boolean;
+  /** Longest the backend's `cache-control` can make an answer fresh (and each stale window), in ms. */
+  readonly maxTtlMs: number;
+  /** Whether a caller's `cache-control: no-cache` (or `max-age=0`) gets a fresh backend call. */
+  readonly clientNoCache: boolean;
   /** How an OK answer is kept (built once here, so a finishing call allocates nothing for it). */
   readonly keepOk: FinishOptions;
   /** How an answer whose status is in `cacheErrors` is kept. */
@@ -71,6 +79,8 @@ export interface PolicyRule {
   readonly refreshAhead?: boolean;
   /** Calls of these methods may be retried on another address even after they may have reached one. */
   readonly retry?: boolean;
+  readonly cacheControl?: boolean;
+  readonly clientNoCache?: boolean;
 }
 
 /** What the flags say; every method gets this unless a rule or the service says otherwise. */
@@ -85,6 +95,12 @@ export interface PolicyDefaults {
   staleIfErrorMs?: number;
   /** @default {true} */
   refreshAhead?: boolean;
+  /** Honour the backend's `cache-control`. @default {true} */
+  cacheControl?: boolean;
+  /** Cap on what the backend's `cache-control` can ask for, in ms. @default {60_000} */
+  maxTtlMs?: number;
+  /** Honour a caller's `cache-control: no-cache` / `max-age=0`. @default {false} */
+  clientNoCache?: boolean;
   /** Allowlist: only matching methods collapse. @default {every method} */
   collapse?: MethodPatterns;
   /** Denylist: matching methods never collapse; wins over the allowlist. @default {none} */
@@ -98,6 +114,15 @@ export class PatternError extends Error {
     this.name = "PatternError";
   }
 }
+
+/**
+ * Default cap on how long the backend's `cache-control` can make an answer fresh: 1 minute. Backends often
+ * already send `cache-control` meant for browsers or a CDN (`max-age=86400` on a catalog answer): honoured
+ * uncapped, an upgrade would make the proxy hold such answers for a day where it held them 100 ms. A minute
+ * absorbs any herd and still gives the backend's word most of its value, and an answer cached by mistake goes
+ * away within it with nobody purging; raise it with `--max-ttl`.
+ */
+export const DEFAULT_MAX_TTL_MS = 60_000;
 
 /** Most method paths whose policy is memoized; past it the memo starts over (junk paths cannot grow it). */
 const MAX_MEMOIZED_METHODS = 4096;
@@ -173,6 +198,9 @@ export class Policy {
       ignoreHeaders: defaults.ignoreHeaders ?? [],
       staleIfErrorMs: defaults.staleIfErrorMs ?? 0,
       refreshAhead: defaults.refreshAhead ?? true,
+      cacheControl: defaults.cacheControl ?? true,
+      maxTtlMs: defaults.maxTtlMs ?? DEFAULT_MAX_TTL_MS,
+      clientNoCache: defaults.clientNoCache ?? false,
     };
     this.#rules = options.rules ?? [];
     this.#catalog = options.catalog;
@@ -238,6 +266,10 @@ export class Policy {
       staleIfErrorMs,
       refreshAhead,
       join: refreshAhead ? JOIN_REFRESH : JOIN_NO_REFRESH,
+      joinBypass: JOIN_BYPASS,
+      cacheControl: rule?.cacheControl ?? d.cacheControl,
+      maxTtlMs: d.maxTtlMs,
+      clientNoCache: rule?.clientNoCache ?? d.clientNoCache,
       keepOk: ttlMs > 0 || staleIfErrorMs > 0
         ? Object.freeze({ cache: true, ttlMs, graceMs: staleIfErrorMs })
         : NOT_KEPT,
@@ -255,9 +287,11 @@ export class Policy {
   }
 }
 
-const NOT_KEPT: FinishOptions = Object.freeze({ cache: false });
+/** Not kept: the method's TTL (and grace) is 0. */
+const NOT_KEPT: FinishOptions = Object.freeze({ cache: false, reason: "off" });
 const JOIN_REFRESH: JoinOptions = Object.freeze({ refreshAhead: true });
 const JOIN_NO_REFRESH: JoinOptions = Object.freeze({ refreshAhead: false });
+const JOIN_BYPASS: JoinOptions = Object.freeze({ bypass: true });
 
 function union(a: readonly string[], b: readonly string[] | undefined): readonly string[] {
   if (b === undefined || b.length === 0) return a;

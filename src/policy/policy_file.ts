@@ -14,6 +14,9 @@
  *     staleIfError: 30s
  *   - method: /shop.Catalog/*
  *     retry: true        # may be sent again to another replica after a failure
+ *   - method: /shop.Prices/*
+ *     cacheControl: false   # the backend's cache-control is not honoured here
+ *     clientNoCache: true   # a caller's cache-control: no-cache gets a fresh backend call
  * ```
  *
  * @module
@@ -54,6 +57,8 @@ const FIELDS = [
   "staleIfError",
   "refreshAhead",
   "retry",
+  "cacheControl",
+  "clientNoCache",
 ] as const;
 
 /** Longest duration a rule may give (a timer cannot wait longer: 2^31 - 1 ms, about 596 h). */
@@ -182,6 +187,8 @@ function parseRule(raw: unknown, where: string): PolicyRule {
     staleIfErrorMs: duration("staleIfError"),
     refreshAhead: bool("refreshAhead"),
     retry: bool("retry"),
+    cacheControl: bool("cacheControl"),
+    clientNoCache: bool("clientNoCache"),
   };
 }
 

@@ -23,11 +23,16 @@ export const STALE_HEADER = "x-collapser-stale";
 
 /** How an answer that must not be kept is finished. */
 export const NOT_CACHED: FinishOptions = Object.freeze({ cache: false });
+/** How an answer whose status is not cached is finished. */
+const STATUS_NOT_CACHED: FinishOptions = Object.freeze({ cache: false, reason: "status" });
 
-/** How a flight that ended with `code` is kept, under `policy`. */
+/**
+ * How a flight that ended with `code` is kept under `policy`, before the answer's own `cache-control` has a
+ * say (freshness.ts).
+ */
 export function retention(policy: MethodPolicy, code: StatusCode): FinishOptions {
   if (code === Status.OK) return policy.keepOk;
-  return policy.cacheErrors.has(code) ? policy.keepError : NOT_CACHED;
+  return policy.cacheErrors.has(code) ? policy.keepError : STATUS_NOT_CACHED;
 }
 
 /** One collapsible request: what the leader's backend call is made of. */
@@ -37,4 +42,10 @@ export interface LeadRequest {
   readonly headers: http2.IncomingHttpHeaders;
   readonly key: string;
   readonly policy: MethodPolicy;
+  /** The caller's `cache-control: no-cache` is honoured: call the backend, whatever is stored. */
+  readonly bypass?: boolean;
+  /** This proxy's purge number when the flight started (purges.ts `PurgeLog.mark`). */
+  readonly since?: number;
+  /** The fleet's purge number when the flight started (`PurgeLog.fleetMark`): stamped on shared answers. */
+  readonly fleetSince?: number;
 }

@@ -10,15 +10,17 @@ import type * as http2 from "node:http2";
 import type { SpanContext } from "@opentelemetry/api";
 import { retention } from "../policy/retention.ts";
 import type { BackendCalls } from "../backend/backend_calls.ts";
-import type { Collapser, Membership, Role } from "../core/collapser.ts";
+import type { Collapser, FinishOptions, Membership, Role, Subscriber } from "../core/collapser.ts";
 import { corkTurn } from "../wire/cork.ts";
-import { encodeFrame, FrameDecoder, GrpcWireError, parseGrpcTimeout, Status } from "../wire/grpc_wire.ts";
+import { FrameDecoder, GrpcWireError, parseGrpcTimeout, Status } from "../wire/grpc_wire.ts";
 import { collapseKey } from "../policy/key.ts";
 import { log } from "../util/log.ts";
-import { ProtoReader, WireType } from "../wire/protobuf.ts";
 import type { MethodPolicy, Policy } from "../policy/policy.ts";
 import type { SharedTier } from "../fleet/shared_tier.ts";
 import type { CallReport, Outcome } from "./observer.ts";
+import { ServedAnswer } from "./served.ts";
+import type { PurgeLog } from "../policy/purges.ts";
+import { HEALTH_CHECK_METHOD, healthCheckAnswer } from "./health_check.ts";
 import type { ShadowEntry, ShadowLedger } from "../core/shadow.ts";
 import { recordSharedCall, TRACING_ENABLED } from "../wire/tracing.ts";
 import {
@@ -29,8 +31,7 @@ import {
   type UpstreamStream,
 } from "../wire/response.ts";
 
-/** The standard gRPC health check method, answered by the proxy itself for the empty service name. */
-export const HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check";
+export { HEALTH_CHECK_METHOD };
 
 const GRPC_CONTENT_TYPE = "application/grpc";
 const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
@@ -56,14 +57,21 @@ export interface CallHost {
   readonly shadow: ShadowLedger | undefined;
   /** The shared tier, when there is one. */
   readonly tier: SharedTier | undefined;
+  /** Whether answers say how they were served (`cache-status`). */
+  readonly cacheStatus: boolean;
+  /** The purges a flight's answer is checked against when it ends. */
+  readonly purges: PurgeLog | undefined;
   /** The verified client identity (mTLS) of a connection; callers with different identities never share. */
   identityOf(session: http2.Http2Session | undefined): string | undefined;
   /** A call ended. */
   callFinished(report: CallReport): void;
 }
 
-/** One downstream call, from its request headers to its status. */
-export class DownstreamCall {
+/**
+ * One downstream call, from its request headers to its status. It is also its own subscriber to the shared
+ * flight or cached answer it gets (`event`, `end`, `cached`, `finishing`).
+ */
+export class DownstreamCall implements Subscriber<ResponseEvent> {
   readonly #proxy: CallHost;
   readonly #stream: http2.ServerHttp2Stream;
   readonly #headers: http2.IncomingHttpHeaders;
@@ -86,6 +94,8 @@ export class DownstreamCall {
   #upstream: UpstreamStream | undefined;
   #shadow: ShadowEntry | undefined;
   #stale = false;
+  /** A collapsed call: what it learns of how its answer is served. */
+  #answer: ServedAnswer | undefined;
 
   constructor(
     proxy: CallHost,
@@ -184,11 +194,12 @@ export class DownstreamCall {
 
   /** A request of exactly one message has arrived whole: answer it, collapse it, or shadow it. */
   #decide(message: Uint8Array, deadline: number | undefined): void {
-    if (this.#method === HEALTH_CHECK_METHOD && healthCheckService(message) === "") {
+    const health = this.#method === HEALTH_CHECK_METHOD && healthCheckAnswer(message, this.#proxy.draining);
+    if (health) {
       // The proxy's own serving state; a named service is the backend's to answer, so it goes through.
       this.#mode = "collapse";
       this.#outcome = "health";
-      this.#send({ type: "message", frame: this.#proxy.draining ? NOT_SERVING : SERVING });
+      this.#send({ type: "message", frame: health });
       return this.#finish(statusEvent(Status.OK, ""));
     }
     if (!this.#policy.collapse) return this.#startPass(deadline);
@@ -206,31 +217,55 @@ export class DownstreamCall {
     }
     this.#mode = "collapse";
     this.#buffered = [];
+    const answer = this.#answer = new ServedAnswer();
+    const join = answer.join(this.#headers["cache-control"], this.#policy);
     // Only a cache hit is answered inside join(); a leader's or follower's status comes later, after the
     // role below is recorded.
     this.#outcome = "cache";
     let membership: Membership;
     try {
-      membership = this.#proxy.collapser.join(key, {
-        event: (event) => this.#send(event),
-        end: () => {
-          if (this.#mode !== "done") {
-            this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
-          }
-        },
-      }, (flight) => {
+      membership = this.#proxy.collapser.join(key, this, (flight) => {
         this.#outcome = "leader"; // before lead(), so a call that fails to start is counted as what it was
-        const request = { method: this.#method, message, headers: this.#headers, key, policy: this.#policy };
-        const { tier, backend } = this.#proxy;
+        const { tier, backend, purges } = this.#proxy;
+        const request = {
+          method: this.#method,
+          message,
+          headers: this.#headers,
+          key,
+          policy: this.#policy,
+          bypass: answer.bypass,
+          since: purges?.mark,
+          fleetSince: purges?.fleetMark,
+        };
         if (tier === undefined) backend.lead(flight, request);
         else tier.lead(flight, request, (local) => backend.lead(local, request));
-      }, this.#policy.join);
+      }, join);
     } catch (err) {
       return this.#fail(err);
     }
     this.#outcome = membership.role;
     if (this.#done) return;
     this.#membership = membership;
+  }
+
+  /** @internal Subscriber: one event of the shared answer. */
+  event(event: ResponseEvent): void {
+    this.#send(event);
+  }
+
+  /** @internal Subscriber: the shared answer ended. */
+  end(): void {
+    if (this.#mode !== "done") this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
+  }
+
+  /** @internal Subscriber: a cache hit, before its replay. */
+  cached(ageMs: number, freshMs: number): void {
+    this.#answer?.cached(ageMs, freshMs);
+  }
+
+  /** @internal Subscriber: the flight finished; its last event follows. */
+  finishing(stored: boolean, options: FinishOptions): void {
+    this.#answer?.finishing(stored, options);
   }
 
   /** Whether the call has ended (a method, so TypeScript does not narrow it away across callbacks). */
@@ -274,15 +309,21 @@ export class DownstreamCall {
       case "origin":
         this.#origin = event.spanContext;
         return;
-      case "headers":
+      case "headers": {
         if (this.#headersSent) return;
         this.#headersSent = true;
-        if (event.stale) this.#stale = true;
+        if (event.stale) {
+          this.#stale = true;
+          this.#answer?.stale(event.staleness);
+        }
         // The backend's own content-type (e.g. application/grpc+proto) wins over the default.
-        stream.respond({ ":status": 200, "content-type": GRPC_CONTENT_TYPE, ...event.headers }, {
-          waitForTrailers: true,
-        });
+        const headers = { ":status": 200, "content-type": GRPC_CONTENT_TYPE, ...event.headers };
+        // A cached answer says how old it is (seconds since the backend gave it: RFC 9111 §5.1).
+        const age = this.#answer?.age;
+        if (age !== undefined) headers.age = age;
+        stream.respond(headers, { waitForTrailers: true });
         return;
+      }
       case "message":
         if (!this.#headersSent) this.#send({ type: "headers", headers: {} });
         if (!stream.write(event.frame) && this.#mode === "pass" && !this.#responsePaused) {
@@ -302,8 +343,14 @@ export class DownstreamCall {
       case "status":
         // The flight delivering this status is finishing; leaving it now would look like an early exit.
         this.#membership = undefined;
-        this.#finish(event);
+        this.#finish(event, this.#mode === "collapse" ? this.#servedTrailers() : undefined);
     }
+  }
+
+  /** How a collapsible call's answer was served: noted for reports, and said in its trailers. */
+  #servedTrailers(): http2.OutgoingHttpHeaders | undefined {
+    const role = this.#outcome === "cache" || this.#outcome === "follower" ? this.#outcome : "leader";
+    return this.#answer?.trailers(this.#key ?? "", role, this.#proxy.cacheStatus, this.#headersSent);
   }
 
   /** Ends the call with `status` (sent unless the client is gone) and releases everything it holds. */
@@ -347,6 +394,8 @@ export class DownstreamCall {
       wouldBe,
       stale: this.#stale,
       key: this.#key,
+      served: this.#answer?.served,
+      clientNoCache: this.#answer?.clientNoCache,
     });
     if (TRACING_ENABLED && (this.#outcome === "follower" || this.#outcome === "cache")) {
       recordSharedCall(this.#method, this.#headers, {
@@ -364,24 +413,5 @@ export class DownstreamCall {
       log.error("internal error on {method}: {error}", { method: this.#method, error: String(err) });
       this.#finish(statusEvent(Status.INTERNAL, "internal proxy error"));
     }
-  }
-}
-
-/** HealthCheckResponse{status: SERVING} and {status: NOT_SERVING}, framed (protobuf field 1, varint). */
-const SERVING = encodeFrame(Uint8Array.of(0x08, 0x01));
-const NOT_SERVING = encodeFrame(Uint8Array.of(0x08, 0x02));
-
-/** The `service` field of a protobuf HealthCheckRequest, or undefined when it cannot be read. */
-function healthCheckService(message: Uint8Array): string | undefined {
-  try {
-    const reader = new ProtoReader(message);
-    let service = "";
-    while (reader.next()) {
-      if (reader.field === 1 && reader.wireType === WireType.LEN) service = reader.string();
-      else reader.skip();
-    }
-    return service;
-  } catch {
-    return undefined; // not a HealthCheckRequest: the backend's to answer
   }
 }

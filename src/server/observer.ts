@@ -9,6 +9,7 @@
 import type { BackendCallReport } from "../backend/backend_calls.ts";
 import type { Role } from "../core/collapser.ts";
 import type { StatusCode } from "../wire/grpc_wire.ts";
+import type { ClientNoCache, Served } from "./served.ts";
 
 /** How a call was served, for logs and metrics. */
 export type Outcome = "leader" | "follower" | "cache" | "passthrough" | "health" | "rejected";
@@ -25,6 +26,10 @@ export interface CallReport {
   stale?: boolean;
   /** The collapse key (the full SHA-256 hex), for a call that had one. */
   key?: string;
+  /** A collapsible call answered from a flight or the cache: how (its `cache-status`). */
+  served?: Served;
+  /** The caller sent `cache-control: no-cache` (or `max-age=0`): honoured (`bypassed`) or `ignored`. */
+  clientNoCache?: ClientNoCache;
 }
 
 /** Receives one report per finished call and per finished backend call. Must not throw. */

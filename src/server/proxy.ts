@@ -28,6 +28,9 @@ import type { RedisConfig } from "../fleet/redis_config.ts";
 import { SharedTier } from "../fleet/shared_tier.ts";
 import { createHash } from "node:crypto";
 import type { CallReport, ProxyObserver } from "./observer.ts";
+import { Freshness } from "../policy/freshness.ts";
+import { PurgeLog, type PurgeTarget } from "../policy/purges.ts";
+import { applyPurge, type PurgeResult } from "./purge.ts";
 
 /** Options for {@linkcode Proxy.start}. */
 export interface ProxyOptions {
@@ -89,6 +92,10 @@ export interface ProxyOptions {
   observer?: ProxyObserver;
   /** A backend of several addresses: how calls are spread, ejected and retried. @default {balancer.ts's} */
   balancing?: Omit<BalancerOptions, "tls">;
+  /** Say how each collapsible call's answer was served, in a `cache-status` trailer. @default {true} */
+  cacheStatus?: boolean;
+  /** With `redis`: how often the fleet's purge number is checked, in ms. @default {1000} */
+  purgeSyncMs?: number;
 }
 
 /** Counters of the proxy itself, beside {@linkcode Collapser.stats}. */
@@ -129,6 +136,12 @@ export class Proxy implements CallHost {
   readonly maxMessageBytes: number;
   /** The shared tier (Redis), when one is configured. */
   tier: SharedTier | undefined;
+  /** The purges applied here (and, with Redis, the fleet's): answers are checked against them. */
+  readonly purges: PurgeLog = new PurgeLog();
+  /** How each answer is kept (the method's policy, its `cache-control`, purges); holds the counters. */
+  readonly freshness: Freshness = new Freshness(this.purges);
+  /** Whether answers say how they were served (`cache-status`). */
+  readonly cacheStatus: boolean;
   /** The policy new calls get; assign a new one to reload (calls in progress keep theirs). */
   policy: Policy;
   #activeCalls = 0;
@@ -141,6 +154,7 @@ export class Proxy implements CallHost {
     this.#host = options.host ?? "0.0.0.0";
     this.#listenPort = options.port ?? 0;
     this.#observer = options.observer;
+    this.cacheStatus = options.cacheStatus ?? true;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.policy = options.policy ??
       new Policy({ ttlMs: options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS, keyHeaders: options.keyHeaders });
@@ -161,6 +175,7 @@ export class Proxy implements CallHost {
       tls: options.backendTls,
       limit: options.backendLimit,
       balancing: options.balancing,
+      freshness: this.freshness,
     }, this.collapser);
     const serverOptions: http2.ServerOptions = {
       // Each collapsed follower is a stream; allow large herds on one connection.
@@ -240,6 +255,11 @@ export class Proxy implements CallHost {
         maxBytes: redis.maxBytes,
         timeoutMs: redis.timeoutMs,
         lockMs: redis.lockTtlMs,
+        freshness: proxy.freshness,
+        purges: proxy.purges,
+        onPurge: (target, fleetSeq, at) =>
+          applyPurge(proxy.collapser, proxy.purges, target, { origin: "fleet", fleetSeq, at }),
+        purgeSyncMs: options.purgeSyncMs,
       });
       await proxy.tier.start();
     }
@@ -280,6 +300,30 @@ export class Proxy implements CallHost {
   /** A snapshot of the proxy's own counters. */
   stats(): ProxyStats {
     return { ...this.backend.stats, activeCalls: this.#activeCalls, connections: this.#connections };
+  }
+
+  /**
+   * Drops the cached answers `target` names, here and (with Redis) across the fleet: see purges.ts. With
+   * Redis unreachable the purge is applied here only, and the result says why in `fleetError`.
+   */
+  async purge(target: PurgeTarget): Promise<PurgeResult> {
+    const at = Date.now();
+    let fleet: PurgeResult["fleet"] = null;
+    let fleetError: string | undefined;
+    if (this.tier !== undefined) {
+      try {
+        fleet = await this.tier.purge(target, at);
+      } catch (err) {
+        fleetError = `the purge reached this proxy only: ${(err as Error).message}`;
+      }
+    }
+    const record = applyPurge(this.collapser, this.purges, target, {
+      origin: "admin",
+      fleetSeq: fleet?.seq,
+      at,
+    });
+    const { kind, value, dropped, flights } = record;
+    return { kind, value, dropped, inFlight: flights, fleet, ...(fleetError ? { fleetError } : {}) };
   }
 
   /** Whether the proxy is draining: it takes no new calls. */
@@ -363,6 +407,7 @@ export class Proxy implements CallHost {
       role: report.outcome,
       wouldBe: report.wouldBe,
       stale: report.stale || undefined,
+      served: report.served,
       code: report.code,
       durationMs: Math.round(report.durationMs * 1000) / 1000,
     }));

@@ -1,6 +1,7 @@
 /**
  * Small things every layer uses and that know nothing of the project: structured logging (JSON lines
- * through LogTape), Go-style durations (`100ms`, `10s`), the version, and SIGHUP wiring for reloads.
+ * through LogTape), Go-style durations (`100ms`, `10s`), the version, SIGHUP wiring for reloads, and a
+ * secret that can be checked but never printed (secret.ts).
  *
  * The bottom of the layering: it imports nothing of the project.
  *
@@ -11,3 +12,4 @@ export * from "./duration.ts";
 export * from "./log.ts";
 export * from "./reload.ts";
 export * from "./version.ts";
+export * from "./secret.ts";

@@ -31,6 +31,8 @@ export type ResponseEvent =
     readonly headers: OutgoingHttpHeaders;
     /** Set on the headers of an answer served stale because the backend failed (stale-if-error). */
     readonly stale?: true;
+    /** With `stale`: the failure it stands in for, and its freshness left in ms (negative), for `cache-status`. */
+    readonly staleness?: { readonly code: StatusCode; readonly freshMs: number };
   }
   | { readonly type: "message"; readonly frame: Uint8Array }
   | StatusEvent;

@@ -295,30 +295,17 @@
     document.getElementById("tier-saved").textContent = tier ? int(tier.fromFleet) : "—";
   }
 
-  const STATE_PILL = { active: "ok", ejected: "bad", draining: "warn" };
-
-  function drawAddresses(s) {
-    const list = get(s, "backend.addresses");
-    const rows = (Array.isArray(list) ? list : []).map((a, i) => {
-      const p = "backend.addresses." + i + ".";
-      const tr = h("tr");
-      const named = a.address + (a.name ? " (" + a.name + ")" : "");
-      tr.appendChild(mark(h("td", "method"), p + "address", a.address, named));
-      const state = a.state + (isNum(a.ejectedForMs) ? " · " + ms(a.ejectedForMs) : "");
-      const pill = h("span", "pill " + (STATE_PILL[a.state] || ""));
-      tr.appendChild(h("td")).appendChild(mark(pill, p + "state", a.state, state));
-      for (const f of ["inflight", "calls", "errors", "ejections"]) {
-        tr.appendChild(mark(h("td", "num"), p + f, a[f], int(a[f])));
-      }
-      return tr;
-    });
-    if (rows.length === 0) {
-      rows.push(
-        emptyRow(6, list === null ? "One address: the backend target above." : "No address resolved."),
-      );
-    }
-    document.getElementById("addresses").replaceChildren(...rows);
-  }
+  const { drawAddresses, drawPurges } = globalThis.collapserPanels({
+    h,
+    mark,
+    get,
+    show,
+    int,
+    ms,
+    clock,
+    isNum,
+    emptyRow,
+  });
 
   function configText(v) {
     if (v === null || v === undefined || v === "") return null;
@@ -368,6 +355,7 @@
     drawFlights(s);
     drawCache(s);
     drawAddresses(s);
+    drawPurges(s);
     drawConfig(s);
     body.dataset.generatedAt = String(s.generatedAt);
     body.dataset.ready = "1";
