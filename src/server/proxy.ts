@@ -19,11 +19,11 @@ import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status } from "../wire/gr
 import { log } from "../util/log.ts";
 import { Policy } from "../policy/policy.ts";
 import { ShadowLedger } from "../core/shadow.ts";
-import { type ClientTls, peerIdentity, type ServerTls } from "../wire/tls.ts";
+import { type ClientTls, peerIdentity, serverSecureContext, type ServerTls } from "../wire/tls.ts";
 import type { PassClient } from "../backend/clients.ts";
 import type { BalancerOptions } from "../backend/balancer.ts";
 import { parseTarget } from "../backend/target.ts";
-import type { ResponseEvent } from "../wire/response.ts";
+import { type ResponseEvent, responseEventBytes } from "../wire/response.ts";
 import type { RedisConfig } from "../fleet/redis_config.ts";
 import { SharedTier } from "../fleet/shared_tier.ts";
 import { createHash } from "node:crypto";
@@ -162,7 +162,7 @@ export class Proxy implements CallHost {
       maxEntries: options.cacheMaxEntries,
       maxBytes: options.cacheMaxBytes,
       now: options.now,
-      sizeOf: eventBytes,
+      sizeOf: responseEventBytes,
     });
     this.shadow = options.shadow
       ? new ShadowLedger({ maxEntries: options.cacheMaxEntries, now: options.now })
@@ -185,7 +185,7 @@ export class Proxy implements CallHost {
     const tls = options.tls;
     this.#server = tls === undefined
       ? http2.createServer(serverOptions)
-      : http2.createSecureServer({ ...serverOptions, ...secureContext(tls), ALPNProtocols: ["h2"] });
+      : http2.createSecureServer({ ...serverOptions, ...serverSecureContext(tls), ALPNProtocols: ["h2"] });
     this.#identities = tls?.ca === undefined ? undefined : new WeakMap();
     this.#server.on("tlsClientError", (err: Error) => {
       // A client without a valid certificate (mTLS) or speaking something else: refused at the handshake.
@@ -228,7 +228,7 @@ export class Proxy implements CallHost {
         // Whether clients must present certificates (and are keyed by them) is fixed at start-up.
         throw new Error("a reload cannot turn client certificates (mTLS) on or off: restart the proxy");
       }
-      this.#server.setSecureContext(secureContext(material.tls));
+      this.#server.setSecureContext(serverSecureContext(material.tls));
     }
     if (material.backendTls !== undefined) this.backend.setTls(material.backendTls);
   }
@@ -412,15 +412,4 @@ export class Proxy implements CallHost {
       durationMs: Math.round(report.durationMs * 1000) / 1000,
     }));
   }
-}
-
-/** The TLS options node:http2 takes from loaded material. */
-function secureContext(tls: ServerTls) {
-  const { cert, key, ca, requestCert, rejectUnauthorized } = tls;
-  return { cert, key, ca, requestCert, rejectUnauthorized };
-}
-
-/** Bytes a cached event holds (messages dominate; headers counted roughly). */
-function eventBytes(event: ResponseEvent): number {
-  return event.type === "message" ? event.frame.byteLength : 128;
 }

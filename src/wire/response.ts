@@ -122,3 +122,8 @@ export interface UpstreamStream extends UpstreamCall {
   /** Reads responses again after `pause`. */
   resume(): void;
 }
+
+/** Bytes a cached event holds, for the cache's byte bound (messages dominate; headers counted roughly). */
+export function responseEventBytes(event: ResponseEvent): number {
+  return event.type === "message" ? event.frame.byteLength : 128;
+}

@@ -202,3 +202,9 @@ export class TlsMaterial {
     };
   }
 }
+
+/** The TLS options node:http2's server takes from loaded material. */
+export function serverSecureContext(tls: ServerTls) {
+  const { cert, key, ca, requestCert, rejectUnauthorized } = tls;
+  return { cert, key, ca, requestCert, rejectUnauthorized };
+}
