@@ -317,8 +317,10 @@ export async function startCollapserProcess(
             firstLine.resolve(entry);
           }
         } catch {
+          // Not a log line: Deno's own notices ("Blocking waiting for file lock on node_modules directory"
+          // while another process sets it up) are harmless; a crash shows here and ends the process, which
+          // rejects below. Tests that must see no such output check otherOutput.
           otherOutput.push(line);
-          firstLine.reject(new Error(`not a JSON log line: ${line}`));
         }
       }
     }
