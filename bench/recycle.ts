@@ -18,6 +18,7 @@
 import * as http2 from "node:http2";
 import { parseArgs } from "node:util";
 import { admin, newClient, startCollapserProcess, startTestBackend, unary } from "../tests/_helpers.ts";
+import { memory } from "./lib/procs.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -43,31 +44,9 @@ const proxyArgs = values["proxy-args"]!.split(/\s+/).filter(Boolean);
 const recycling = proxyArgs.some((arg) => arg.startsWith("--recycle"));
 const MB = 2 ** 20;
 
-/** Resident set of a process and all its descendants, in bytes (Linux /proc). */
+/** Resident set of a process and all its descendants, in bytes (bench/lib/procs.ts reads /proc). */
 function treeRss(pid: number): number {
-  const children = new Map<number, number[]>();
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry.name)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  let total = 0;
-  const visit = (p: number) => {
-    try {
-      const status = Deno.readTextFileSync(`/proc/${p}/status`);
-      total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
-    } catch {
-      // gone meanwhile
-    }
-    for (const child of children.get(p) ?? []) visit(child);
-  };
-  visit(pid);
-  return total;
+  return (memory(pid)?.rssMb ?? 0) * MB;
 }
 
 /** One short connection: connect, one unary call, close; resolves with whether the call succeeded. */
