@@ -30,7 +30,7 @@ import { log } from "../util/log.ts";
 import { type Lookup, type PurgeKeys, type RedisLink, ShardUnavailable, type TierKeys } from "./link.ts";
 import type { RedisConfig } from "./redis_config.ts";
 import { backoff, describe, Reason, socketOptions } from "./redis_options.ts";
-import { bufferOf, lockArg, lookup, purged, purgeRecords, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
+import { bufferOf, lockArg, lookup, run, runPurge, runPurges, SCRIPTS, settled, ttlArg } from "./scripts.ts";
 import { bucketOf, bucketTags, CLUSTER_BUCKETS, CLUSTER_SLOTS } from "./slots.ts";
 
 /** How long after a node stops answering the client asks the others for the slot map again, in ms. */
@@ -167,14 +167,11 @@ class ClusterLink implements RedisLink {
     channel: string,
     keep: number,
   ): Promise<{ seq: number; receivers: number }> {
-    // Both keys carry the {purges} tag: one slot, so one master runs the script.
-    return purged(
-      await run(this.#binary, SCRIPTS.purge, [keys.seq, keys.log], [record, channel, String(keep)]),
-    );
+    return await runPurge(this.#binary, keys, record, channel, keep);
   }
 
   async purges(keys: PurgeKeys, after: number): Promise<{ seq: number; records: string[] }> {
-    return purgeRecords(await run(this.#binary, SCRIPTS.purges, [keys.seq, keys.log], [String(after)]));
+    return await runPurges(this.#binary, keys, after);
   }
 
   async subscribeChannel(channel: string, listener: (message: Uint8Array) => void): Promise<void> {

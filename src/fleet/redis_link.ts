@@ -21,7 +21,7 @@ import { Buffer } from "node:buffer";
 import type { RedisConfig } from "./redis_config.ts";
 import type { Lookup, PurgeKeys, RedisLink, TierKeys } from "./link.ts";
 import { Reason, REASON_WINDOW_MS, socketOptions } from "./redis_options.ts";
-import { bufferOf, lockArg, lookup, purged, purgeRecords, run, SCRIPTS, settled, ttlArg } from "./scripts.ts";
+import { bufferOf, lockArg, lookup, run, runPurge, runPurges, SCRIPTS, settled, ttlArg } from "./scripts.ts";
 
 /** Opens the two connections (without waiting for them: a Redis that is not there yet is retried). */
 export function openRedisLink(config: RedisConfig): RedisLink {
@@ -122,13 +122,11 @@ class NodeRedisLink implements RedisLink {
     channel: string,
     keep: number,
   ): Promise<{ seq: number; receivers: number }> {
-    return purged(
-      await run(this.#binary, SCRIPTS.purge, [keys.seq, keys.log], [record, channel, String(keep)]),
-    );
+    return await runPurge(this.#binary, keys, record, channel, keep);
   }
 
   async purges(keys: PurgeKeys, after: number): Promise<{ seq: number; records: string[] }> {
-    return purgeRecords(await run(this.#binary, SCRIPTS.purges, [keys.seq, keys.log], [String(after)]));
+    return await runPurges(this.#binary, keys, after);
   }
 
   async subscribeChannel(channel: string, listener: (message: Uint8Array) => void): Promise<void> {

@@ -101,19 +101,6 @@ export const SCRIPTS = {
   purges: script(PURGES),
 };
 
-/** The reply of the purge script. */
-export function purged(reply: unknown): { seq: number; receivers: number } {
-  if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
-  return { seq: Number(reply[0]), receivers: Number(reply[1]) };
-}
-
-/** The reply of the purges script. */
-export function purgeRecords(reply: unknown): { seq: number; records: string[] } {
-  if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
-  const records = Array.isArray(reply[1]) ? reply[1].map((record: unknown) => String(record)) : [];
-  return { seq: Number(reply[0]), records };
-}
-
 /** What runs a script: node-redis's client or cluster client with replies as Buffers. */
 export interface Evaluator {
   evalSha(sha: string, options: { keys: string[]; arguments: (string | Buffer)[] }): Promise<unknown>;
@@ -168,4 +155,32 @@ export function settled(reply: unknown): "released" | "published" | "lost" {
 /** Bytes as a Buffer without copying them. */
 export function bufferOf(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Records a purge in the fleet's log and publishes it (the purge script); both keys carry the `{purges}` tag,
+ * so in a Cluster one master runs it. Resolves with the purge number and how many subscribers heard it.
+ */
+export async function runPurge(
+  client: Evaluator,
+  keys: { seq: string; log: string },
+  record: string,
+  channel: string,
+  keep: number,
+): Promise<{ seq: number; receivers: number }> {
+  const reply = await run(client, SCRIPTS.purge, [keys.seq, keys.log], [record, channel, String(keep)]);
+  if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
+  return { seq: Number(reply[0]), receivers: Number(reply[1]) };
+}
+
+/** The fleet's purge number, and the log's records when it is past `after` (the purges script). */
+export async function runPurges(
+  client: Evaluator,
+  keys: { seq: string; log: string },
+  after: number,
+): Promise<{ seq: number; records: string[] }> {
+  const reply = await run(client, SCRIPTS.purges, [keys.seq, keys.log], [String(after)]);
+  if (!Array.isArray(reply)) throw new TypeError(`unexpected reply from Redis: ${String(reply)}`);
+  const records = Array.isArray(reply[1]) ? reply[1].map((record: unknown) => String(record)) : [];
+  return { seq: Number(reply[0]), records };
 }
