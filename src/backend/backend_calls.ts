@@ -262,7 +262,7 @@ export class BackendCalls {
   /** The leader's backend call itself; `release` gives its concurrency slot back when it ends. */
   #lead(flight: Flight<ResponseEvent>, request: LeadRequest, release: () => void): void {
     const { method, message, headers, policy } = request;
-    const retryable = policy.retry;
+    const { retry: retryable, streamsResponses } = policy;
     let messages = 0;
     const { span, ended } = this.#started(method, headers, "leader", request.key);
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
@@ -319,9 +319,14 @@ export class BackendCalls {
     };
     const start = () =>
       this.#unary
-        ? this.#unary.call(method, message, headers, sink, { traceparent: span?.traceparent, retryable })
+        ? this.#unary.call(method, message, headers, sink, {
+          traceparent: span?.traceparent,
+          retryable,
+          streamsResponses,
+        })
         : this.#upstream.call(method, message, requestMetadata(headers, span?.traceparent), sink, {
           retryable,
+          streamsResponses,
         });
     let call: UpstreamCall;
     try {

@@ -5,12 +5,17 @@
  * - **transparent**: the call never reached a backend — its connection could not be made, its stream was
  *   refused (REFUSED_STREAM), or a GOAWAY's last stream id excluded it. Any call may go again, as gRPC's
  *   transparent retry does (gRFC A6).
- * - **idempotent**: the call may have reached the backend and failed UNAVAILABLE before any response
- *   headers came back. Only for methods declared idempotent or free of side effects, or named by a policy
+ * - **idempotent**: the call may have reached the backend and failed UNAVAILABLE before any of its answer
+ *   was passed on. Only for methods declared idempotent or free of side effects, or named by a policy
  *   rule (`retryable`).
  *
  * Once response headers (or a message) have been passed on, the call is committed to its address, as in
- * gRPC. Every retry spends the retry budget's token first. A collapsed call is one backend call: retried
+ * gRPC. A retryable call of one request message holds its answer back until it is whole: the headers and
+ * the first message until the status or a second message (a method declared server-streaming: the headers
+ * until the first message). A backend killed mid-answer has then passed nothing on, and the call goes to
+ * another address instead of failing: SIGKILL of a replica under load cut answers after their headers, and
+ * after their message but before their trailers (tests/replicas_process_test.ts). A unary answer comes
+ * in one burst, so holding it costs nothing; an undeclared stream's first message waits for its second. Every retry spends the retry budget's token first. A collapsed call is one backend call: retried
  * here, it is retried once for all its waiters.
  *
  * A passthrough stream keeps what its caller sent (up to `MAX_REPLAY_BYTES`) until the backend answers, so
@@ -20,7 +25,13 @@
  */
 
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
-import type { ResponseSink, StatusEvent, UpstreamCall, UpstreamStream } from "../wire/response.ts";
+import type {
+  ResponseEvent,
+  ResponseSink,
+  StatusEvent,
+  UpstreamCall,
+  UpstreamStream,
+} from "../wire/response.ts";
 import type { Endpoint } from "./endpoint.ts";
 import type { Unreached } from "./h2_channel.ts";
 
@@ -54,6 +65,19 @@ export interface BalancerHost {
   noAddress(): StatusEvent;
 }
 
+/**
+ * What of an answer a call holds back until it is whole, so that it can still be retried: nothing, its
+ * headers (until a message), or its headers and first message (until the status or a second message).
+ */
+type Hold = "nothing" | "headers" | "answer";
+
+/** Whether `event`, before the call is committed, is held back; `held`: what is held already. */
+function holds(hold: Hold | undefined, event: ResponseEvent, held: ResponseEvent[] | undefined): boolean {
+  if (hold === undefined || hold === "nothing") return false;
+  if (event.type === "headers") return true;
+  return hold === "answer" && event.type === "message" && !held?.some((e) => e.type === "message");
+}
+
 /** Starts one attempt on `endpoint`; `unreached` is the raw channel's hook (grpc-js has none). */
 type StartAttempt<C extends UpstreamCall> = (
   endpoint: Endpoint,
@@ -77,7 +101,13 @@ function attempts<C extends UpstreamCall>(
   sink: ResponseSink,
   retryable: boolean,
   start: StartAttempt<C>,
-  hooks: { onAttempt?: (call: C) => void; onCommit?: () => void; replayable?: () => boolean } = {},
+  hooks: {
+    onAttempt?: (call: C) => void;
+    onCommit?: () => void;
+    replayable?: () => boolean;
+    /** What of the answer is held back until it is whole (see the module comment). @default {"nothing"} */
+    hold?: Hold;
+  } = {},
 ): { current: () => C | undefined; cancel: () => void } {
   let current: C | undefined;
   let endCurrent: (() => void) | undefined;
@@ -88,6 +118,12 @@ function attempts<C extends UpstreamCall>(
     let open = true;
     let committed = false;
     let unreachedSeen = false;
+    let held: ResponseEvent[] | undefined;
+    const commit = () => {
+      committed = true;
+      hooks.onCommit?.();
+      if (held !== undefined) { for (const e of held.splice(0)) sink(e); }
+    };
     const end = () => {
       if (!open) return;
       open = false;
@@ -111,8 +147,8 @@ function attempts<C extends UpstreamCall>(
     current = start(endpoint, (event) => {
       if (event.type !== "status") {
         if (!committed) {
-          committed = true;
-          hooks.onCommit?.();
+          if (holds(hooks.hold, event, held)) return void (held ??= []).push(event);
+          commit();
         }
         return sink(event);
       }
@@ -123,6 +159,7 @@ function attempts<C extends UpstreamCall>(
       }
       if (!unreachedSeen) host.answered(endpoint, event.code);
       if (!committed && retryable && event.code === Status.UNAVAILABLE && again("idempotent")) return;
+      if (!committed && held !== undefined) commit();
       sink(event);
     }, unreached);
     hooks.onAttempt?.(current);
@@ -149,8 +186,10 @@ export function balancedUnary(
   sink: ResponseSink,
   retryable: boolean,
   start: StartAttempt<UpstreamCall>,
+  streamsResponses = false,
 ): UpstreamCall {
-  return { cancel: attempts(host, sink, retryable, start).cancel };
+  const hold: Hold = !retryable ? "nothing" : streamsResponses ? "headers" : "answer";
+  return { cancel: attempts(host, sink, retryable, start, { hold }).cancel };
 }
 
 /** A passthrough stream over the balancer, retried only transparently (what it sent is replayed). */

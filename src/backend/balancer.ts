@@ -151,6 +151,7 @@ export class Balancer implements BalancerHost {
               traceparent: opts.traceparent,
               unreached,
             }),
+          opts.streamsResponses,
         ),
       ready,
       setTls: (tls) => this.setTls(tls),
@@ -164,6 +165,7 @@ export class Balancer implements BalancerHost {
           opts.retryable === true,
           (endpoint, attemptSink) =>
             endpoint.pass.call(method, message, metadata.clone(), attemptSink, { deadline: opts.deadline }),
+          opts.streamsResponses,
         ),
       stream: (method, metadata, sink, opts = {}) =>
         balancedStream(

@@ -21,6 +21,11 @@ export interface UnaryCallOptions {
    * retried whatever this says. @default {false}
    */
   retryable?: boolean;
+  /**
+   * Whether the method is declared server-streaming: a retryable call then holds back only its answer's
+   * headers, not its first message, until the answer is whole (balanced_call.ts). @default {false}
+   */
+  streamsResponses?: boolean;
 }
 
 /** Collapsed calls: an `H2Channel`'s shape. */
@@ -44,7 +49,7 @@ export interface PassClient {
     message: Uint8Array,
     metadata: grpc.Metadata,
     sink: ResponseSink,
-    options?: { deadline?: number; retryable?: boolean },
+    options?: { deadline?: number; retryable?: boolean; streamsResponses?: boolean },
   ): UpstreamCall;
   stream(
     method: string,

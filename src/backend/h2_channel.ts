@@ -271,9 +271,10 @@ export class H2Channel {
         } else if (error !== undefined && (error as { code?: string }).code !== "ERR_HTTP2_STREAM_ERROR") {
           // The connection failed or broke (refused, reset, GOAWAY with an error), not this one stream.
           finish(Status.UNAVAILABLE, `backend unreachable: ${error.message}`);
-        } else if (h2.destroyed) {
+        } else if (h2.destroyed || h2.socket === undefined || h2.socket.destroyed) {
           // The connection went away under the call (the backend crashed or closed it, or close()): node
-          // reports that as a CANCEL of every open stream.
+          // reports that as a CANCEL of every open stream, sometimes before it marks the session destroyed
+          // (Deno 2.8.3: a backend killed mid-call left the session closed, its socket destroyed).
           finish(Status.UNAVAILABLE, "backend connection closed");
         } else if (current.rstCode !== undefined && current.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
           finish(statusForReset(current.rstCode), `Received RST_STREAM with code ${current.rstCode}`);

@@ -52,6 +52,8 @@ export interface MethodPolicy {
    * service declares the method idempotent or free of side effects, or a rule says `retry: true`.
    */
   readonly retry: boolean;
+  /** Whether the service declares the method server-streaming (a retried call holds less back then). */
+  readonly streamsResponses: boolean;
 }
 
 /** A compiled list of method-path globs. */
@@ -260,6 +262,7 @@ export class Policy {
       collapse,
       reason,
       streamsRequests: info?.clientStreaming === true,
+      streamsResponses: info?.serverStreaming === true,
       ttlMs,
       cacheErrors: rule?.cacheErrors ?? NO_STATUSES,
       errorTtlMs,
