@@ -49,11 +49,31 @@ function treeRss(pid: number): number {
   return (memory(pid)?.rssMb ?? 0) * MB;
 }
 
-/** One short connection: connect, one unary call, close; resolves with whether the call succeeded. */
-function shortCall(port: number): Promise<boolean> {
+/** Bound on one short call, so that a call that never ends is counted as failed, not a hang. */
+const SHORT_CALL_LIMIT_MS = 10_000;
+
+/**
+ * One short connection: connect, one unary call, close. Resolves with undefined when the call succeeded,
+ * else what went wrong. It resolves on the session's `close` event, which comes however the session ends
+ * (`session.close()`'s callback does not come for a session an error already destroyed: the stall that
+ * hung the first 50,000-connection runs).
+ */
+function shortCall(port: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on("error", () => {});
+    let status: unknown;
+    let error: string | undefined;
+    const limit = setTimeout(() => {
+      error = `no answer within ${SHORT_CALL_LIMIT_MS} ms`;
+      session.destroy();
+    }, SHORT_CALL_LIMIT_MS);
+    session.on("error", (err) => error ??= `session: ${err.message}`);
+    session.on("close", () => {
+      clearTimeout(limit);
+      resolve(
+        status === "0" ? undefined : error ?? (status === undefined ? "no status" : `grpc-status ${status}`),
+      );
+    });
     const body = new Uint8Array([0, 0, 0, 0, 2, 0x7b, 0x7d]); // one message: "{}"
     const stream = session.request({
       ":method": "POST",
@@ -61,17 +81,11 @@ function shortCall(port: number): Promise<boolean> {
       "content-type": "application/grpc",
       te: "trailers",
     });
-    let ok = false;
-    stream.on("trailers", (trailers) => ok = trailers["grpc-status"] === "0");
-    stream.on("response", (headers) => {
-      if (headers["grpc-status"] !== undefined) ok = headers["grpc-status"] === "0";
-    });
-    stream.on("error", () => {});
+    stream.on("trailers", (trailers) => status = trailers["grpc-status"]);
+    stream.on("response", (headers) => status ??= headers["grpc-status"]);
+    stream.on("error", (err) => error ??= `stream: ${err.message}`);
     stream.resume();
-    stream.on("close", () => {
-      session.close(() => resolve(ok));
-      setTimeout(() => session.destroy(), 1_000);
-    });
+    stream.on("close", () => session.close());
     stream.end(body);
   });
 }
@@ -98,10 +112,17 @@ const steadyLoop = (async () => {
 })();
 
 let failed = 0;
+/** Each failure's reason and how many times it came. */
+const failures = new Map<string, number>();
 let peakRss = startRss;
 const started = performance.now();
 for (let i = 0; i < CONNECTIONS; i++) {
-  if (!(await shortCall(proxy.port))) failed++;
+  const failure = await shortCall(proxy.port);
+  if (failure !== undefined) {
+    failed++;
+    failures.set(failure, (failures.get(failure) ?? 0) + 1);
+    console.log(`connection ${i + 1}: ${failure}`);
+  }
   if ((i + 1) % Math.max(1, Math.floor(CONNECTIONS / 10)) === 0) {
     const rss = treeRss(pid);
     peakRss = Math.max(peakRss, rss);
@@ -128,6 +149,7 @@ console.log(
     } MB above start); ${CONNECTIONS} short calls, ${failed} failed; ` +
     `${steadyCalls} steady calls, ${steadyFailed} failed; recycles: ${recycles?.[1] ?? "n/a"}`,
 );
+for (const [why, n] of failures) console.log(`  ${n} × ${why}`);
 backend.close();
 const bad = failed + steadyFailed > 0 || (recycling && endRss - startRss > 50 * MB);
 Deno.exit(bad ? 1 : 0);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type * as http2 from "node:http2";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import type { Collapser, Flight } from "../core/collapser.ts";
 import { serveStale } from "./serve_stale.ts";
 import { formatDuration } from "../util/duration.ts";
@@ -14,7 +14,6 @@ import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { type LeadRequest, NOT_CACHED, retention, STALE_IF } from "../policy/retention.ts";
 import type { Freshness } from "../policy/freshness.ts";
-import type { OutgoingHttpHeaders } from "node:http2";
 import { Limiter, type LimiterOptions } from "./limiter.ts";
 import { queuedStream } from "./queued_stream.ts";
 import type { ClientTls } from "../wire/tls.ts";
@@ -165,7 +164,7 @@ export class BackendCalls {
    */
   #started(
     method: string,
-    headers: http2.IncomingHttpHeaders,
+    headers: IncomingHttpHeaders,
     role: "leader" | "passthrough",
     key?: string,
   ) {
@@ -262,7 +261,6 @@ export class BackendCalls {
   /** The leader's backend call itself; `release` gives its concurrency slot back when it ends. */
   #lead(flight: Flight<ResponseEvent>, request: LeadRequest, release: () => void): void {
     const { method, message, headers, policy } = request;
-    const { retry: retryable, streamsResponses } = policy;
     let messages = 0;
     const { span, ended } = this.#started(method, headers, "leader", request.key);
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
@@ -317,17 +315,15 @@ export class BackendCalls {
       }
       flight.emit(event);
     };
+    const opts = {
+      traceparent: span?.traceparent,
+      retryable: policy.retry,
+      streamsResponses: policy.streamsResponses,
+    };
     const start = () =>
       this.#unary
-        ? this.#unary.call(method, message, headers, sink, {
-          traceparent: span?.traceparent,
-          retryable,
-          streamsResponses,
-        })
-        : this.#upstream.call(method, message, requestMetadata(headers, span?.traceparent), sink, {
-          retryable,
-          streamsResponses,
-        });
+        ? this.#unary.call(method, message, headers, sink, opts)
+        : this.#upstream.call(method, message, requestMetadata(headers, opts.traceparent), sink, opts);
     let call: UpstreamCall;
     try {
       call = span ? span.run(start) : start();
@@ -361,7 +357,7 @@ export class BackendCalls {
    */
   pass(
     method: string,
-    headers: http2.IncomingHttpHeaders,
+    headers: IncomingHttpHeaders,
     deadline: number | undefined,
     sink: (e: ResponseEvent) => void,
   ): UpstreamStream {
@@ -378,7 +374,7 @@ export class BackendCalls {
   /** The passthrough call itself; `release` gives its concurrency slot back when it ends. */
   #pass(
     method: string,
-    headers: http2.IncomingHttpHeaders,
+    headers: IncomingHttpHeaders,
     deadline: number | undefined,
     sink: (e: ResponseEvent) => void,
     release: () => void,
