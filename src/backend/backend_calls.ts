@@ -12,6 +12,7 @@ import { serveStale } from "./serve_stale.ts";
 import { formatDuration } from "../util/duration.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
+import { logStatus } from "./backend_log.ts";
 import { type LeadRequest, NOT_CACHED, retention, STALE_IF } from "../policy/retention.ts";
 import type { Freshness } from "../policy/freshness.ts";
 import { Limiter, type LimiterOptions } from "./limiter.ts";
@@ -32,16 +33,6 @@ import {
 
 /** Default bound on one collapsed backend call: 10 s. */
 export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;
-
-/** Statuses that mean the backend failed (rather than answered no): logged at warn. */
-const BACKEND_FAILURES: ReadonlySet<StatusCode> = new Set([
-  Status.UNKNOWN,
-  Status.DEADLINE_EXCEEDED,
-  Status.RESOURCE_EXHAUSTED,
-  Status.INTERNAL,
-  Status.UNAVAILABLE,
-  Status.DATA_LOSS,
-]);
 
 /** One finished backend call. */
 export interface BackendCallReport {
@@ -397,23 +388,6 @@ export class BackendCalls {
         stream.cancel();
       },
     };
-  }
-}
-
-function logStatus(method: string, status: StatusEvent): void {
-  if (BACKEND_FAILURES.has(status.code)) {
-    log.warn("backend call {method} failed: {code} {details}", {
-      method,
-      code: status.code,
-      details: status.details,
-    });
-  } else if (status.code !== Status.OK) {
-    // An application answer (NOT_FOUND, INVALID_ARGUMENT, ...): one line per call would flood at warn.
-    log.debug("backend call {method} answered {code} {details}", () => ({
-      method,
-      code: status.code,
-      details: status.details,
-    }));
   }
 }
 

@@ -11,6 +11,7 @@
  */
 
 export * from "./backend_calls.ts";
+export * from "./backend_log.ts";
 export * from "./h2_channel.ts";
 export * from "./h2_mapping.ts";
 export * from "./upstream.ts";
