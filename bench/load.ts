@@ -65,6 +65,7 @@ const FLAG_OPTIONS = {
   "cpu-prof": { type: "string" },
   "proxy-flags": { type: "string" },
   "proxy-args": { type: "string" },
+  "proxy-env": { type: "string" },
   "proxy-entry": { type: "string" },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -82,15 +83,17 @@ const flags = parseFlags();
 
 if (flags.help) {
   console.log(
-    `Usage: deno run -A bench/load.ts [--quick] [--only a,b,c,d,herd,hot] [--no-nginx] [--cpu-prof DIR] [--proxy-flags S] [--proxy-args S] [--proxy-entry F]
+    `Usage: deno run -A bench/load.ts [--quick] [--only a,b,c,d,herd,hot] [--no-nginx] [--cpu-prof DIR] [--proxy-flags S] [--proxy-args S] [--proxy-env S] [--proxy-entry F]
 
   --quick          smoke test: tiny counts, finishes in well under a minute (CI)
   --only LIST      run only these parts (results are then not copied to bench/results.*)
   --no-nginx       skip nginx even if it is installed
   --cpu-prof DIR   run the proxy under the V8 CPU profiler; .cpuprofile and .md reports land in DIR
   --proxy-entry F  run this entry file as the proxy instead of main.ts (A/B a patched copy)
-  --proxy-flags S  extra \`deno run\` flags for the proxy, space-separated (e.g. --proxy-flags="--v8-flags=--max-semi-space-size=2")
-  --proxy-args S   extra proxy flags, space-separated (e.g. --proxy-args="--workers 2"); memory is then the process tree's`,
+  --proxy-flags S  \`deno run\` flags for the proxy, space-separated, instead of its V8 flags (src/util/v8_flags.ts)
+                   (e.g. --proxy-flags="--v8-flags=--max-semi-space-size=2"; --proxy-flags=--v8-flags= for V8's defaults)
+  --proxy-args S   extra proxy flags, space-separated (e.g. --proxy-args="--workers 2"); memory is then the process tree's
+  --proxy-env S    extra environment for the proxy, NAME=value space-separated (e.g. --proxy-env="MALLOC_ARENA_MAX=2")`,
   );
   Deno.exit(0);
 }
@@ -268,6 +271,7 @@ async function main(): Promise<number> {
     cpuProfDir: flags["cpu-prof"],
     proxyFlags: flags["proxy-flags"],
     proxyArgs: flags["proxy-args"],
+    proxyEnv: flags["proxy-env"],
   };
   const commit = (await commandText("git", ["rev-parse", "--short", "HEAD"])) || "unknown";
   const dirty =
@@ -314,6 +318,7 @@ async function main(): Promise<number> {
       commit: commit + dirty,
       proxyFlags: flags["proxy-flags"] ?? null,
       proxyArgs: flags["proxy-args"] ?? null,
+      proxyEnv: flags["proxy-env"] ?? null,
       proxyEntry: flags["proxy-entry"] ?? "main.ts",
       cacheTtlMs: CACHE_TTL_MS,
       load: LOAD,
@@ -341,6 +346,7 @@ async function main(): Promise<number> {
   const complete = SCENARIOS.every((s) => PARTS.has(s.id)) && PARTS.has("herd") && PARTS.has("hot");
   if (
     !QUICK && complete && !flags["cpu-prof"] && !flags["proxy-flags"] && !flags["proxy-args"] &&
+    !flags["proxy-env"] &&
     !flags["proxy-entry"]
   ) {
     await Deno.writeTextFile(`${ROOT}bench/results.md`, md);

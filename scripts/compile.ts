@@ -18,6 +18,7 @@
 
 import { parseArgs } from "node:util";
 import { VERSION } from "../src/util/version.ts";
+import { V8_FLAGS_ARG } from "../src/util/v8_flags.ts";
 
 /** The platforms a release ships, by our name, with Deno's target triple. */
 export const TARGETS: Readonly<Record<string, string>> = {
@@ -44,6 +45,7 @@ export function compileArgs(target: string | undefined, output: string): string[
   return [
     "compile",
     "--frozen",
+    V8_FLAGS_ARG,
     ...PERMISSIONS,
     ...(triple === undefined ? [] : ["--target", triple]),
     "--output",

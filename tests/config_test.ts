@@ -3,6 +3,7 @@ import { ConfigError, parseConfig } from "../src/config/config.ts";
 import { effectiveConfig, redactCredentials } from "../src/config/config_view.ts";
 import { Policy } from "../src/policy/policy.ts";
 import { maskedRedisUrl } from "../src/fleet/redis_config.ts";
+import { readCgroupLimit } from "../src/config/memory_flags.ts";
 
 function config(args: string[], env: Record<string, string> = {}) {
   const parsed = parseConfig(args, env);
@@ -11,7 +12,16 @@ function config(args: string[], env: Record<string, string> = {}) {
 }
 
 Deno.test("parseConfig() applies the documented defaults", () => {
-  assert.deepEqual(config(["--backend", "127.0.0.1:50051"]), {
+  // --memory-limit auto: this machine's cgroup limit, if it has one (tests/memory_flags_test.ts sizes it).
+  const cgroup = readCgroupLimit();
+  const parsed = config(["--backend", "127.0.0.1:50051"]);
+  assert.deepEqual(
+    parsed.memoryLimit,
+    cgroup === undefined ? undefined : { bytes: cgroup, source: "cgroup" },
+  );
+  if (cgroup === undefined) assert.equal(parsed.cacheMaxBytes, 64 * 2 ** 20);
+  const { memoryLimit: _limit, cacheMaxBytes: _bytes, memoryWarnings: _warnings, ...rest } = parsed;
+  assert.deepEqual(rest, {
     backend: "127.0.0.1:50051",
     balancing: {
       lbPolicy: "least_request",
@@ -49,6 +59,7 @@ Deno.test("parseConfig() applies the documented defaults", () => {
     workers: 0,
     recycleConnections: 0,
     recycleRssBytes: 0,
+    cacheMaxEntries: 10_000,
     maxMessageBytes: 4 * 1024 * 1024,
     logLevel: "info",
     shutdownTimeoutMs: 30_000,

@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import { NONROOT_UID } from "../container/build.ts";
 import { compileArgs, outputPath, PERMISSIONS, TARGETS } from "../scripts/compile.ts";
 import { DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT } from "../src/config/usage.ts";
+import { V8_FLAGS_ARG } from "../src/util/v8_flags.ts";
+import { selfCommand } from "../src/supervisor/supervisor.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -78,6 +80,15 @@ Deno.test("Containerfile: both targets run the proxy the same way", () => {
   );
   assert.deepEqual(permissions(startTask), expected, "deno task start's permissions");
   assert.deepEqual(values("distroless", "ENTRYPOINT"), ['["/usr/local/bin/collapser"]']);
+});
+
+Deno.test("the proxy's V8 flags are on every command that starts it: start task, compile, both images, workers", () => {
+  const v8Flags = (text: string) => text.match(/--v8-flags=[^\s"]*/g);
+  assert.deepEqual(v8Flags(startTask), [V8_FLAGS_ARG], "deno task start");
+  assert.deepEqual(v8Flags(values("local", "ENTRYPOINT")[0]), [V8_FLAGS_ARG], "the local image's entrypoint");
+  assert.deepEqual(v8Flags(values("build", "RUN").join(" ")), [V8_FLAGS_ARG], "the image's deno compile");
+  assert.deepEqual(compileArgs("linux-x64", "x").filter((a) => a.startsWith("--v8-flags")), [V8_FLAGS_ARG]);
+  assert.deepEqual(selfCommand().filter((a) => a.startsWith("--v8-flags")), [V8_FLAGS_ARG], "a worker");
 });
 
 Deno.test(".containerignore sends only the source; .dockerignore is the same file", async () => {

@@ -20,6 +20,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   admin: ["util", "core", "wire", "policy", "backend", "fleet", "server"],
   config: ["util", "core", "wire", "policy", "backend", "fleet"],
   supervisor: ["util"],
+  process: ["util", "core", "wire", "policy", "backend", "fleet", "server", "admin", "config", "supervisor"],
 };
 
 /** Packages and runtime modules that speak gRPC or HTTP/2: core/ must not import them. */

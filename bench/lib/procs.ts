@@ -26,9 +26,23 @@ export interface Proc {
 
 const procs: Proc[] = [];
 
-export function spawn(name: string, cmd: string, args: string[], logDir: string, capture = false): Proc {
+export function spawn(
+  name: string,
+  cmd: string,
+  args: string[],
+  logDir: string,
+  capture = false,
+  env?: Record<string, string>,
+): Proc {
   const log = `${logDir}/${name}.log`;
-  const child = new Deno.Command(cmd, { args, cwd: ROOT, stdin: "null", stdout: "piped", stderr: "piped" })
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  })
     .spawn();
   const toLog = (stream: ReadableStream<Uint8Array>) =>
     Deno.open(log, { write: true, create: true, append: true })

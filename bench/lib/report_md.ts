@@ -22,6 +22,7 @@ export function markdown(report: Report, scenarios: Scenario[]): string {
       }; commit ${m.commit}` +
       `${m.proxyFlags ? `; proxy run with \`${m.proxyFlags}\`` : ""}` +
       `${m.proxyArgs ? `; proxy flags \`${m.proxyArgs}\`` : ""}` +
+      `${m.proxyEnv ? `; proxy environment \`${m.proxyEnv}\`` : ""}` +
       `${m.proxyEntry !== "main.ts" ? `; proxy entry \`${m.proxyEntry}\` (not main.ts)` : ""}.`,
     "",
     `Load per target: ${m.load.connections} connections × ${m.load.streams} streams in flight (closed loop), ` +

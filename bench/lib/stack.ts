@@ -6,6 +6,7 @@
  */
 
 import { closeClient } from "./drivers.ts";
+import { V8_FLAGS_ARG } from "../../src/util/v8_flags.ts";
 import { childPids, DENO, freePort, type Proc, spawn, stop, waitForPort } from "./procs.ts";
 
 export interface Server {
@@ -33,10 +34,18 @@ export interface StackOptions {
   proxyEntry?: string;
   /** Run the proxy under the V8 CPU profiler, its reports landing here. */
   cpuProfDir?: string;
-  /** Extra `deno run` flags for the proxy, space-separated. */
+  /** `deno run` flags for the proxy, space-separated, instead of the proxy's own V8 flags (V8_FLAGS_ARG). */
   proxyFlags?: string;
   /** Extra proxy flags (after main.ts), space-separated, e.g. `--workers 2`. */
   proxyArgs?: string;
+  /** Extra environment variables for the proxy, `NAME=value` space-separated, e.g. `MALLOC_ARENA_MAX=2`. */
+  proxyEnv?: string;
+}
+
+/** `NAME=value NAME2=value2` as an object (undefined for none). */
+function parseEnv(text: string | undefined): Record<string, string> | undefined {
+  const pairs = text?.split(" ").filter(Boolean).map((p) => p.split("=", 2) as [string, string]);
+  return pairs?.length ? Object.fromEntries(pairs) : undefined;
 }
 
 /** nginx's version, or undefined when it is not installed (or `disabled`). */
@@ -133,24 +142,32 @@ export async function startStack(
   const backend = spawn(`${name}-backend`, DENO, backendArgs, dir);
   const { nginxVersion } = options;
   const profArgs = options.cpuProfDir ? ["--cpu-prof-dir", options.cpuProfDir, "--cpu-prof-md"] : [];
-  profArgs.push(...(options.proxyFlags?.split(" ").filter(Boolean) ?? []));
-  const proxy = spawn(`${name}-proxy`, DENO, [
-    "run",
-    "-A",
-    ...profArgs,
-    options.proxyEntry ?? "main.ts",
-    "--backend",
-    `127.0.0.1:${bPort}`,
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(pPort),
-    "--metrics-port",
-    String(mPort),
-    "--cache-ttl",
-    `${options.cacheTtlMs}ms`,
-    ...(options.proxyArgs?.split(" ").filter(Boolean) ?? []),
-  ], dir);
+  // The proxy as users run it: with its V8 flags, unless the run gives its own (an A/B of flags).
+  profArgs.push(...(options.proxyFlags?.split(" ").filter(Boolean) ?? [V8_FLAGS_ARG]));
+  const proxy = spawn(
+    `${name}-proxy`,
+    DENO,
+    [
+      "run",
+      "-A",
+      ...profArgs,
+      options.proxyEntry ?? "main.ts",
+      "--backend",
+      `127.0.0.1:${bPort}`,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(pPort),
+      "--metrics-port",
+      String(mPort),
+      "--cache-ttl",
+      `${options.cacheTtlMs}ms`,
+      ...(options.proxyArgs?.split(" ").filter(Boolean) ?? []),
+    ],
+    dir,
+    false,
+    parseEnv(options.proxyEnv),
+  );
   let nginx: Proc | undefined;
   if (nginxVersion) {
     await Deno.writeTextFile(`${dir}/nginx.conf`, nginxConfig(dir, nPort, bPort, nginxVersion));

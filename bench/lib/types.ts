@@ -126,6 +126,7 @@ export interface Report {
     cpus: number;
     commit: string;
     proxyFlags: string | null;
+    proxyEnv: string | null;
     /** Extra proxy flags (`--proxy-args`). */
     proxyArgs?: string | null;
     proxyEntry: string;

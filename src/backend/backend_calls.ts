@@ -31,8 +31,7 @@ import {
   type UpstreamStream,
 } from "../wire/response.ts";
 
-/** Default bound on one collapsed backend call: 10 s. */
-export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;
+export { DEFAULT_BACKEND_TIMEOUT_MS } from "./clients.ts";
 
 /** One finished backend call. */
 export interface BackendCallReport {

@@ -11,6 +11,12 @@ import type { IncomingHttpHeaders } from "node:http2";
 import type { ResponseSink, UpstreamCall, UpstreamStream } from "../wire/response.ts";
 import type { ClientTls } from "../wire/tls.ts";
 
+/**
+ * Default bound on one collapsed backend call: 10 s. (Here, in a module of types, so that the configuration
+ * can read it without loading grpc-js: main.ts's supervisor never loads the proxy.)
+ */
+export const DEFAULT_BACKEND_TIMEOUT_MS = 10_000;
+
 /** Per-call options of a collapsed call. */
 export interface UnaryCallOptions {
   /** The backend span's W3C `traceparent`, sent instead of the caller's. */

@@ -14,12 +14,13 @@ import { type MethodPatterns, methodPatterns } from "../policy/policy.ts";
 import type { ClientTlsFiles, ServerTlsFiles } from "../wire/tls.ts";
 import { DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, type LimiterOptions } from "../backend/limiter.ts";
 import type { RedisConfig } from "../fleet/redis_config.ts";
-import { DEFAULT_BACKEND_TIMEOUT_MS } from "../backend/backend_calls.ts";
+import { DEFAULT_BACKEND_TIMEOUT_MS } from "../backend/clients.ts";
 import { DEFAULT_CACHE_TTL_MS } from "../core/collapser.ts";
 import { ConfigError, type FlagTable, Reader } from "./reader.ts";
 import { backendTls, serverTls, TLS_FLAGS } from "./tls_flags.ts";
 import { REDIS_FLAGS, redisConfig } from "./redis_flags.ts";
 import { WORKERS_FLAGS, type WorkersConfig, workersConfig } from "./workers_flags.ts";
+import { MEMORY_FLAGS, type MemoryConfig, memoryConfig } from "./memory_flags.ts";
 import { BALANCING_FLAGS, type BalancingConfig, balancingConfig } from "./balancing_flags.ts";
 import { parseTarget, TargetError } from "../backend/target.ts";
 import { CACHE_FLAGS, type CacheConfig, cacheConfig } from "./cache_flags.ts";
@@ -33,7 +34,7 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000;
 export const DEFAULT_HOT_KEYS = 1_000;
 
 /** The proxy's effective configuration (each feature's flags: its own `*Config`). */
-export interface Config extends WorkersConfig, CacheConfig, AdminConfig {
+export interface Config extends WorkersConfig, MemoryConfig, CacheConfig, AdminConfig {
   /** Backend target: `host:port`, a comma list, `dns:///name:port`, `ipv4:`/`ipv6:` lists (target.ts). */
   backend: string;
   /** How calls are spread over the backend's addresses, ejected and retried. */
@@ -118,6 +119,7 @@ const FLAGS = {
   ...TLS_FLAGS,
   ...REDIS_FLAGS,
   ...WORKERS_FLAGS,
+  ...MEMORY_FLAGS,
   ...BALANCING_FLAGS,
   ...CACHE_FLAGS,
   ...ADMIN_FLAGS,
@@ -230,6 +232,7 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
     }
   }
 
+  const workers = workersConfig(read);
   return {
     help: false,
     config: {
@@ -265,7 +268,8 @@ export function parseConfig(args: string[], env: Record<string, string | undefin
       reusePort: read.bool("reuse-port", "COLLAPSER_REUSE_PORT", false),
       maxMessageBytes,
       logLevel,
-      ...workersConfig(read),
+      ...workers,
+      ...memoryConfig(read, workers),
       shutdownTimeoutMs: read.duration(
         "shutdown-timeout",
         "SHUTDOWN_TIMEOUT",

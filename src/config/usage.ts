@@ -114,6 +114,11 @@ Several cores (one supervisor, N worker processes on one port):
   --recycle-connections N    replace a worker after N client connections [COLLAPSER_RECYCLE_CONNECTIONS] (default 0: never)
   --recycle-rss SIZE         replace a worker past this resident set,    [COLLAPSER_RECYCLE_RSS] (default 0: never)
                              e.g. 200MiB (needs --workers; 1 is fine)
+Memory:
+  --memory-limit SIZE|auto|off  the memory it may use; sizes the cache   [COLLAPSER_MEMORY_LIMIT] (default auto: the cgroup's limit)
+                             and, with --workers, --recycle-rss
+  --cache-max-bytes SIZE     most bytes of answers cached per process    [COLLAPSER_CACHE_MAX_BYTES] (default 64MiB, less under a limit)
+  --cache-max-entries N      most answers cached per process             [COLLAPSER_CACHE_MAX_ENTRIES] (default 10000)
 A backend of several addresses (a name, or a list):
   --lb-policy POLICY         least_request (the less busy of two random   [COLLAPSER_LB_POLICY] (default least_request)
                              addresses) or round_robin

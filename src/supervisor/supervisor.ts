@@ -11,6 +11,7 @@
 
 import { log } from "../util/log.ts";
 import { formatDuration } from "../util/duration.ts";
+import { V8_FLAGS_ARG } from "../util/v8_flags.ts";
 import { parseMessage, WORKER_ENV } from "./protocol.ts";
 
 /** Options for {@linkcode Supervisor}. */
@@ -261,13 +262,14 @@ function describe(status: Deno.CommandStatus): string {
 /**
  * The command that runs this program again with the permissions it has: a `deno compile`d binary is run as
  * itself (its flags are built in); under `deno run` each permission granted to this process is granted to
- * the worker. (Deno does not let a program read its own command line without --allow-all, so V8 flags given
- * with `--v8-flags` do not carry over: give them as `DENO_V8_FLAGS`, which workers inherit.)
+ * the worker, with the proxy's V8 flags (util/v8_flags.ts). (Deno does not let a program read its own
+ * command line without --allow-all, so other V8 flags given with `--v8-flags` do not carry over: give them
+ * as `DENO_V8_FLAGS`, which workers inherit.)
  */
 export function selfCommand(): string[] {
   if (Deno.build.standalone) return [Deno.execPath()];
   const names = ["net", "env", "read", "write", "run", "sys", "ffi"] as const;
   const granted = names.filter((name) => Deno.permissions.querySync({ name }).state === "granted");
   const flags = granted.length === names.length ? ["--allow-all"] : granted.map((name) => `--allow-${name}`);
-  return [Deno.execPath(), "run", ...flags, new URL(Deno.mainModule).pathname];
+  return [Deno.execPath(), "run", V8_FLAGS_ARG, ...flags, new URL(Deno.mainModule).pathname];
 }
