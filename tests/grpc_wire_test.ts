@@ -24,6 +24,46 @@ Deno.test("FrameDecoder splits messages however the chunks fall", () => {
   }
 });
 
+Deno.test("FrameDecoder.pushFrames() hands out whole frames: the backend's own bytes when they stand alone, a copy otherwise", () => {
+  const message = new TextEncoder().encode("hello");
+  const frame = encodeFrame(message);
+  const alone = new FrameDecoder().pushFrames(frame);
+  assert.equal(alone.length, 1);
+  assert.equal(alone[0], frame, "a chunk that is one frame is passed on as it is");
+
+  const decoder = new FrameDecoder();
+  assert.deepEqual(decoder.pushFrames(frame.subarray(0, 3)), []);
+  const joined = decoder.pushFrames(frame.subarray(3));
+  assert.deepEqual(joined, [frame], "a frame split over chunks is joined");
+
+  const big = new Uint8Array(4096);
+  big.set(frame, 100);
+  const inside = new FrameDecoder().pushFrames(big.subarray(100, 100 + frame.byteLength));
+  assert.deepEqual(inside, [frame]);
+  assert.notEqual(
+    inside[0].buffer,
+    big.buffer,
+    "a small frame inside a large buffer is copied, not pinning it",
+  );
+
+  const two = new FrameDecoder().pushFrames(Buffer.concat([frame, encodeFrame(Uint8Array.of(1, 2))]));
+  assert.deepEqual(two.map((f) => Array.from(f)), [
+    Array.from(frame),
+    Array.from(encodeFrame(Uint8Array.of(1, 2))),
+  ]);
+
+  const gz = gzipSync(message);
+  const compressed = new Uint8Array(5 + gz.byteLength);
+  compressed[0] = 1;
+  new DataView(compressed.buffer).setUint32(1, gz.byteLength);
+  compressed.set(gz, 5);
+  assert.deepEqual(
+    new FrameDecoder({ encoding: "gzip" }).pushFrames(compressed),
+    [frame],
+    "inflated, re-framed",
+  );
+});
+
 Deno.test("FrameDecoder inflates gzip and deflate messages and enforces the size limit", async (t) => {
   const message = Buffer.from("x".repeat(1000));
   await t.step("gzip", () => {

@@ -216,16 +216,16 @@ export class H2Channel {
           (early ??= []).push(chunk);
           return;
         }
-        let messages: Uint8Array[];
+        let frames: Uint8Array[];
         try {
-          messages = decoder.push(chunk);
+          frames = decoder.pushFrames(chunk);
         } catch (err) {
           fail(err);
           return;
         }
-        for (const m of messages) {
+        for (const frame of frames) {
           if (finished) return; // cancelled by the sink
-          sink({ type: "message", frame: encodeFrame(m) });
+          sink({ type: "message", frame });
         }
       };
       const fail = (err: unknown) => {
