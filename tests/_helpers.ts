@@ -7,6 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { rawMethod } from "../examples/backend.ts";
 import { Proxy, type ProxyOptions } from "../src/server/proxy.ts";
+import { V8_FLAGS_ARG } from "../src/util/v8_flags.ts";
 
 export const identity = (b: Buffer): Buffer => b;
 export const bytes = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
@@ -266,7 +267,8 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 /** A `deno run main.ts` command with a clean environment plus `env`. */
 export function collapserCommand(args: string[], env: Record<string, string> = {}): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    // As users run it: with the proxy's V8 flags (src/util/v8_flags.ts).
+    args: ["run", V8_FLAGS_ARG, "-A", MAIN, ...args],
     env,
     clearEnv: true,
     stdin: "null",
