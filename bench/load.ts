@@ -131,10 +131,12 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
+/** `--workers N` in --proxy-args: N processes that each collapse on their own (without --redis). */
+const WORKERS = Number(/--workers[ =](\d+)/.exec(flags["proxy-args"] ?? "")?.[1] ?? 1) || 1;
 /** What every measured round needs besides its target. */
-const MEASURE: MeasureOptions = { load: LOAD, cacheTtlMs: CACHE_TTL_MS };
+const MEASURE: MeasureOptions = { load: LOAD, cacheTtlMs: CACHE_TTL_MS, collapsers: WORKERS };
 /** The long hot-key run through the proxy. */
-const HOT: HotRunOptions = { runMs: HOT_RUN_MS, cacheTtlMs: CACHE_TTL_MS, load: LOAD };
+const HOT: HotRunOptions = { runMs: HOT_RUN_MS, cacheTtlMs: CACHE_TTL_MS, load: LOAD, collapsers: WORKERS };
 
 // ---------------------------------------------------------------------------------------------------------
 // Scenarios

@@ -16,7 +16,7 @@ import {
   probe,
   requestBody,
 } from "./drivers.ts";
-import { cpuSnapshot, otherCpuPct, sleep } from "./procs.ts";
+import { cpuSnapshot, memory, otherCpuPct, resetPeak, sleep } from "./procs.ts";
 import { type Stack, type StackOptions, startStack, stopStack } from "./stack.ts";
 import type { HerdResult, HerdShape, HotRun } from "./types.ts";
 
@@ -37,6 +37,7 @@ export async function herd(stackOptions: StackOptions, tmp: string, shape: HerdS
       const server = target === "direct" ? stack.backend : stack.proxy;
       const key = `herd-${target}`;
       const before = await backendCalls(stack.backend.port);
+      for (const pid of server.pids()) resetPeak(pid);
       const r = await loadgen(
         server.port,
         [
@@ -54,6 +55,7 @@ export async function herd(stackOptions: StackOptions, tmp: string, shape: HerdS
         120_000,
       );
       const calls = (await backendCalls(stack.backend.port)) - before;
+      const peakRssMb = server.pids().map((pid) => memory(pid)?.hwmMb ?? NaN).reduce((a, b) => a + b, 0);
       // All calls were open at once if every request was sent before the first answer came back.
       const allInFlightAtOnce = r.maxInflight === shape.requests && r.sendSpanMs! < r.firstAnswerMs!;
       result.targets.push({
@@ -66,6 +68,7 @@ export async function herd(stackOptions: StackOptions, tmp: string, shape: HerdS
         firstAnswerMs: r.firstAnswerMs!,
         allInFlightAtOnce,
         seconds: r.seconds,
+        peakRssMb,
       });
       const expected = target === "proxy" ? 1 : shape.requests;
       if (r.ok !== shape.requests || calls !== expected || !allInFlightAtOnce) result.verified = false;
@@ -73,7 +76,8 @@ export async function herd(stackOptions: StackOptions, tmp: string, shape: HerdS
         `   ${
           target.padEnd(6)
         } ${r.ok}/${shape.requests} ok → ${calls} backend call(s) (expected ${expected}); ` +
-          `all sent in ${fmt(r.sendSpanMs!, 0)} ms, first answer at ${fmt(r.firstAnswerMs!, 0)} ms`,
+          `all sent in ${fmt(r.sendSpanMs!, 0)} ms, first answer at ${fmt(r.firstAnswerMs!, 0)} ms; ` +
+          `peak RSS ${fmt(peakRssMb, 1)} MB`,
       );
     }
     return result;
@@ -87,6 +91,8 @@ export interface HotRunOptions {
   runMs: number;
   cacheTtlMs: number;
   load: Concurrency;
+  /** Processes that each collapse on their own (`--workers N`): the bound is per process. @default {1} */
+  collapsers?: number;
 }
 
 /** An options.runMs hot-key run through the proxy; samples the backend counter every 100 ms for the chart. */
@@ -103,6 +109,7 @@ export async function hotRun(
   const samples: [number, number][] = [];
   let sampling = true;
   const cpuBefore = cpuSnapshot();
+  for (const pid of stack.proxy.pids()) resetPeak(pid);
   const t0 = Date.now();
   const sampler = (async () => {
     while (sampling) {
@@ -134,9 +141,10 @@ export async function hotRun(
   }
   const wallMs = Date.now() - t0;
   const otherCpu = otherCpuPct(cpuBefore, cpuSnapshot());
+  const peakRssMb = stack.proxy.pids().map((pid) => memory(pid)?.hwmMb ?? NaN).reduce((a, b) => a + b, 0);
   const calls = (await backendCalls(port)) - base;
   samples.push([Date.now(), calls]);
-  const bound = Math.ceil(wallMs / cacheTtlMs) + 1;
+  const bound = (Math.ceil(wallMs / cacheTtlMs) + 1) * (options.collapsers ?? 1);
   // Requests answered so far at each sample time, from h2load's per-request log.
   const answeredAt = run.answeredAt!.sort();
   const start = Math.min(t0, answeredAt[0] ?? t0);
@@ -147,7 +155,8 @@ export async function hotRun(
     series.push([(at - start) / 1000, j, c]);
   }
   console.error(
-    `   ${run.requests} requests → ${calls} backend calls; bound ${bound}; ${fmt(run.rps, 0)} req/s`,
+    `   ${run.requests} requests → ${calls} backend calls; bound ${bound}; ${fmt(run.rps, 0)} req/s; ` +
+      `peak RSS ${fmt(peakRssMb, 1)} MB`,
   );
   return {
     seconds: wallMs / 1000,
@@ -157,6 +166,7 @@ export async function hotRun(
     bound,
     withinBound: calls <= bound && run.answerCheck.ok && run.errors === 0,
     otherCpuPct: otherCpu,
+    peakRssMb,
     series,
   };
 }

@@ -83,15 +83,16 @@ export function markdown(report: Report, scenarios: Scenario[]): string {
         `${m.herd.connections} connections; "all in flight at once" means ` +
         "every one was sent before the first answer came back.",
       "",
-      "| Target | OK | Backend calls | All in flight at once | Sent within | First answer at | Last answer at |",
-      "|---|--:|--:|:-:|--:|--:|--:|",
+      "| Target | OK | Backend calls | All in flight at once | Sent within | First answer at | Last answer at | Peak RSS MB |",
+      "|---|--:|--:|:-:|--:|--:|--:|--:|",
     );
     for (const t of h.targets) {
       lines.push(
         `| ${t.target} | ${fmt(t.ok, 0)} | ${fmt(t.backendCalls, 0)} | ${
           t.allInFlightAtOnce ? "yes" : "no"
         } | ` +
-          `${fmt(t.sendSpanMs, 0)} ms | ${fmt(t.firstAnswerMs, 0)} ms | ${fmt(t.seconds * 1000, 0)} ms |`,
+          `${fmt(t.sendSpanMs, 0)} ms | ${fmt(t.firstAnswerMs, 0)} ms | ${fmt(t.seconds * 1000, 0)} ms | ` +
+          `${fmt(t.peakRssMb, 1)} |`,
       );
     }
   }
@@ -107,7 +108,7 @@ export function markdown(report: Report, scenarios: Scenario[]): string {
         }. Without the proxy ` +
         `every request is a backend call. Other processes used ${
           fmt(h.otherCpuPct, 0)
-        }% of the CPU meanwhile.`,
+        }% of the CPU meanwhile. Peak RSS of the proxy: ${fmt(h.peakRssMb, 1)} MB.`,
       "",
       "![Backend calls vs requests: the herd, and a hot key over time](herd.svg)",
     );

@@ -137,6 +137,23 @@ export function evaluate(
       met: b.proxy.vsDirect! >= b.nginx.vsDirect!,
     });
   }
+  if (b.proxy && b.relay) {
+    out.push({
+      goal: "(b) unique keys: proxy ≥ 0.9x the bare relay (a miss at the runtime's own ceiling)",
+      measured: `${ratio(b.proxy.rps / b.relay.rps)} (medians: ${fmt(b.proxy.rps, 0)} vs ${
+        fmt(b.relay.rps, 0)
+      } req/s)`,
+      met: b.proxy.rps >= 0.9 * b.relay.rps,
+    });
+  }
+  const c = get("c", "proxy");
+  if (c && c.vsNginx !== null) {
+    out.push({
+      goal: "(c) Zipf: proxy ≥ nginx",
+      measured: `paired ratio ${ratio(c.vsNginx)}`,
+      met: c.vsNginx >= 1,
+    });
+  }
   const proxyRows = rows.filter((r) => r.target.startsWith("proxy") && r.peakRssMb !== null);
   if (proxyRows.length) {
     const worst = proxyRows.reduce((x, y) => (y.peakRssMb! > x.peakRssMb! ? y : x));

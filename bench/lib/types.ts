@@ -91,6 +91,8 @@ export interface HerdResult {
     firstAnswerMs: number;
     allInFlightAtOnce: boolean;
     seconds: number;
+    /** Peak RSS of the serving process (tree) during the herd, in MB. */
+    peakRssMb: number;
   }[];
   verified: boolean;
 }
@@ -104,6 +106,8 @@ export interface HotRun {
   withinBound: boolean;
   /** CPU (% of all cores) other processes used during the run. */
   otherCpuPct: number;
+  /** Peak RSS of the proxy (process tree) during the run, in MB. */
+  peakRssMb: number;
   /** Per sample: seconds since start, requests answered so far, backend calls so far. */
   series: [number, number, number][];
 }
