@@ -28,6 +28,7 @@ import {
   cpuSnapshot,
   DENO,
   freePort,
+  freePorts,
   otherCpuPct,
   type Proc,
   spawn,
@@ -67,7 +68,7 @@ interface Target {
 async function main(): Promise<void> {
   const tmp = await Deno.makeTempDir({ prefix: "collapser_replicas_" });
   try {
-    const backendPorts = [await freePort(), await freePort(), await freePort()];
+    const backendPorts = freePorts(3);
     const backends = backendPorts.map((port, i) =>
       spawn(`backend-${i}`, DENO, ["run", "-A", "examples/backend.ts", "--port", String(port)], tmp)
     );

@@ -119,6 +119,18 @@ export async function stopAll(): Promise<void> {
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * `count` distinct free loopback ports: all are bound before any is let go, so two of them can never be the
+ * same port (picked one at a time, a port just let go could come back: a CI run's herd stack once gave the
+ * backend the proxy's admin port, and the backend's Stats call read "HTTP/1.1" as a message length).
+ */
+export function freePorts(count: number): number[] {
+  const listeners = Array.from({ length: count }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const listener of listeners) listener.close();
+  return ports;
+}
+
 export async function freePort(): Promise<number> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;

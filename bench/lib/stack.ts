@@ -7,7 +7,7 @@
 
 import { closeClient } from "./drivers.ts";
 import { V8_FLAGS_ARG } from "../../src/util/v8_flags.ts";
-import { childPids, DENO, freePort, type Proc, spawn, stop, waitForPort } from "./procs.ts";
+import { childPids, DENO, freePorts, type Proc, spawn, stop, waitForPort } from "./procs.ts";
 
 export interface Server {
   proc: Proc;
@@ -119,14 +119,7 @@ export async function startStack(
   const dir = `${tmp}/${name}`;
   await Deno.mkdir(dir, { recursive: true });
   await Deno.chmod(dir, 0o755); // nginx workers drop to "nobody" when started as root
-  const [bPort, pPort, mPort, nPort, ePort, rPort] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
+  const [bPort, pPort, mPort, nPort, ePort, rPort] = freePorts(6);
   const backendArgs = [
     "run",
     "-A",
