@@ -30,6 +30,7 @@
  * @module
  */
 
+import { profileReport } from "./lib/profile.ts";
 import { parseArgs } from "node:util";
 import { fmt } from "./lib/format.ts";
 import { closeClients, probe, requestBody } from "./lib/drivers.ts";
@@ -333,7 +334,8 @@ async function main(): Promise<number> {
     hot,
     targets: evaluate(rows, hot, SCENARIOS, LOAD),
   };
-  const md = markdown(report, SCENARIOS);
+  // With --cpu-prof: where the proxy's CPU went, per scenario (bench/lib/profile.ts).
+  const md = markdown(report, SCENARIOS) + (flags["cpu-prof"] ? await profileReport(flags["cpu-prof"]) : "");
   const json = toJson(report);
   const chart = svg(herdResult, hot, CACHE_TTL_MS);
   const outDir = `${ROOT}bench/out`;
