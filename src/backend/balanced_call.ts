@@ -15,8 +15,10 @@
  * until the first message). A backend killed mid-answer has then passed nothing on, and the call goes to
  * another address instead of failing: SIGKILL of a replica under load cut answers after their headers, and
  * after their message but before their trailers (tests/replicas_process_test.ts). A unary answer comes
- * in one burst, so holding it costs nothing; an undeclared stream's first message waits for its second. Every retry spends the retry budget's token first. A collapsed call is one backend call: retried
- * here, it is retried once for all its waiters.
+ * in one burst, so holding it costs nothing; an undeclared stream's first message waits for its second.
+ *
+ * Every retry spends the retry budget's token first. A collapsed call is one backend call: retried here, it
+ * is retried once for all its waiters.
  *
  * A passthrough stream keeps what its caller sent (up to `MAX_REPLAY_BYTES`) until the backend answers, so
  * that a transparent retry can send it again; streams are never retried once they may have reached one.
