@@ -7,6 +7,7 @@
  */
 
 import client from "prom-client";
+import { scrapedCounter } from "./scraped.ts";
 import { type BalancerStats, OTHER_ADDRESS } from "../backend/balancer.ts";
 
 /** Per-label sums of the addresses' counters (several `other` addresses fold into one series). */
@@ -91,44 +92,29 @@ export function addressMetrics(registry: client.Registry, read: () => BalancerSt
     },
   });
   const counter = (name: string, help: string, value: (s: BalancerStats) => number) =>
-    new client.Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(value(read()));
-      },
-    });
+    scrapedCounter(registers, name, help, () => value(read()));
   counter(
     "collapser_backend_ejections_total",
     "Backend addresses ejected by outlier detection.",
     (s) => s.ejections,
   );
-  new client.Counter({
-    name: "collapser_backend_retries_total",
-    help:
-      "Backend calls sent again to another address, by reason: transparent (never reached a backend), idempotent (may have; the method allows it).",
-    labelNames: ["reason"],
+  scrapedCounter(
     registers,
-    collect() {
-      this.reset();
-      for (const [reason, n] of Object.entries(read().retries)) this.inc({ reason }, n);
-    },
-  });
+    "collapser_backend_retries_total",
+    "Backend calls sent again to another address, by reason: transparent (never reached a backend), idempotent (may have; the method allows it).",
+    () => read().retries,
+    "reason",
+  );
   counter(
     "collapser_backend_retries_exhausted_total",
     "Retries not made because the retry budget (--retry-budget) was spent.",
     (s) => s.retriesExhausted,
   );
-  new client.Counter({
-    name: "collapser_backend_resolutions_total",
-    help: "Resolutions of the backend's names, by result: ok, error (the addresses it had were kept).",
-    labelNames: ["result"],
+  scrapedCounter(
     registers,
-    collect() {
-      this.reset();
-      for (const [result, n] of Object.entries(read().resolutions)) this.inc({ result }, n);
-    },
-  });
+    "collapser_backend_resolutions_total",
+    "Resolutions of the backend's names, by result: ok, error (the addresses it had were kept).",
+    () => read().resolutions,
+    "result",
+  );
 }

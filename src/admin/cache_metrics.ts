@@ -7,6 +7,7 @@
  */
 
 import client from "prom-client";
+import { scrapedCounter } from "./scraped.ts";
 import type { FreshnessStats } from "../policy/freshness.ts";
 import type { PurgeStats } from "../policy/purges.ts";
 import type { CallReport } from "../server/observer.ts";
@@ -50,17 +51,7 @@ export class CacheMetrics {
       help: string,
       label: string,
       read: () => Record<string, number> | undefined,
-    ) =>
-      new client.Counter({
-        name,
-        help,
-        labelNames: [label],
-        registers,
-        collect() {
-          this.reset();
-          for (const [value, n] of Object.entries(read() ?? {})) this.inc({ [label]: value }, n);
-        },
-      });
+    ) => scrapedCounter(registers, name, help, read, label);
     labelled(
       "collapser_cache_control_directives_total",
       "Backend answers whose cache-control carried each directive, as honoured (see --no-cache-control).",

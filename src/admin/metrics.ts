@@ -5,6 +5,7 @@
  */
 
 import client from "prom-client";
+import { scrapedCounter } from "./scraped.ts";
 import type { CollapserStats } from "../core/collapser.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import type { BackendCallReport } from "../backend/backend_calls.ts";
@@ -185,15 +186,7 @@ export class Metrics implements ProxyObserver {
       });
     // Counters kept by the core are exposed as counters whose value is set at scrape time.
     const counter = (name: string, help: string, read: () => number) =>
-      new client.Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read());
-        },
-      });
+      scrapedCounter(registers, name, help, read);
     gauge(
       "collapser_inflight_requests",
       "Backend calls running now (collapsed and passed through).",
@@ -283,22 +276,8 @@ export class Metrics implements ProxyObserver {
         this.set(read().up ? 1 : 0);
       },
     });
-    const labelled = <K extends "lookups" | "waits" | "settles">(
-      name: string,
-      help: string,
-      field: K,
-      label: string,
-    ) =>
-      new client.Counter({
-        name,
-        help,
-        labelNames: [label],
-        registers,
-        collect() {
-          this.reset();
-          for (const [value, n] of Object.entries(read()[field])) this.inc({ [label]: value }, n);
-        },
-      });
+    const labelled = (name: string, help: string, field: "lookups" | "waits" | "settles", label: string) =>
+      scrapedCounter(registers, name, help, () => read()[field], label);
     labelled(
       "collapser_redis_lookups_total",
       "Local leaders' round trips to the shared tier, by result: hit (answer from Redis), lock (this proxy calls the backend), wait (another proxy does), skipped (tier down), error, bypass (a caller's no-cache found another proxy's lock: called the backend itself).",
@@ -317,15 +296,12 @@ export class Metrics implements ProxyObserver {
       "settles",
       "result",
     );
-    new client.Counter({
-      name: "collapser_redis_outages_total",
-      help: "Times the shared tier went down (Redis unreachable, failing or slower than --redis-timeout).",
+    scrapedCounter(
       registers,
-      collect() {
-        this.reset();
-        this.inc(read().outages);
-      },
-    });
+      "collapser_redis_outages_total",
+      "Times the shared tier went down (Redis unreachable, failing or slower than --redis-timeout).",
+      () => read().outages,
+    );
     new client.Gauge({
       name: "collapser_redis_shards_down",
       help:
@@ -335,15 +311,12 @@ export class Metrics implements ProxyObserver {
         this.set(read().shards.down.length);
       },
     });
-    new client.Counter({
-      name: "collapser_redis_shard_outages_total",
-      help: "Redis Cluster: times one master's keys went local while the rest of the tier stayed in use.",
+    scrapedCounter(
       registers,
-      collect() {
-        this.reset();
-        this.inc(read().shards.outages);
-      },
-    });
+      "collapser_redis_shard_outages_total",
+      "Redis Cluster: times one master's keys went local while the rest of the tier stayed in use.",
+      () => read().shards.outages,
+    );
   }
 
   /** Exports the backend's addresses (only a backend of several, or a name, has a balancer). */

@@ -13,3 +13,4 @@ export * from "./status_page.ts";
 export * from "./hot_keys.ts";
 export * from "./probe.ts";
 export * from "./address_metrics.ts";
+export * from "./scraped.ts";
