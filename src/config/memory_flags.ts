@@ -16,6 +16,7 @@
 
 import { DEFAULT_CACHE_MAX_BYTES, DEFAULT_CACHE_MAX_ENTRIES } from "../core/ttl_cache.ts";
 import type { FlagTable, Reader } from "./reader.ts";
+import { readTextOrUndefined } from "../util/cores.ts";
 import { parseBytes, type WorkersConfig } from "./workers_flags.ts";
 
 /** The memory flags. */
@@ -107,7 +108,7 @@ export function memoryConfig(
 
 /** The cgroup's memory limit in bytes (v2, then v1), or undefined when there is none. */
 export function readCgroupLimit(
-  read: (path: string) => string | undefined = readOrUndefined,
+  read: (path: string) => string | undefined = readTextOrUndefined,
 ): number | undefined {
   for (const path of ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]) {
     const text = read(path)?.trim();
@@ -117,12 +118,4 @@ export function readCgroupLimit(
     if (Number.isSafeInteger(bytes) && bytes > 0 && bytes < 2 ** 50) return bytes;
   }
   return undefined;
-}
-
-function readOrUndefined(path: string): string | undefined {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return undefined;
-  }
 }

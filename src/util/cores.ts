@@ -7,7 +7,7 @@
 
 /** The cores available: hardware threads, capped by the cgroup quota (rounded up, at least 1). */
 export function availableCores(
-  read: (path: string) => string | undefined = readOrUndefined,
+  read: (path: string) => string | undefined = readTextOrUndefined,
   hardware: number = navigator.hardwareConcurrency,
 ): number {
   const quota = read("/sys/fs/cgroup/cpu.max")?.trim().split(/\s+/);
@@ -18,7 +18,8 @@ export function availableCores(
   return Math.max(1, hardware);
 }
 
-function readOrUndefined(path: string): string | undefined {
+/** A file's text, or undefined when it cannot be read (a cgroup file that is not there). */
+export function readTextOrUndefined(path: string): string | undefined {
   try {
     return Deno.readTextFileSync(path);
   } catch {
