@@ -235,7 +235,7 @@ async function runScenario(
           fmt(row.p50Ms, 2)
         } ms  p99 ${fmt(row.p99Ms, 2)} ms  backend calls ${row.backendCalls}  RSS ${
           fmt(row.peakRssMb, 1)
-        } MB  ${row.verified ? "verified" : "NOT VERIFIED"}`,
+        } MB  CPU ${fmt(row.cpuUsPerAnswer, 0)} µs/answer  ${row.verified ? "verified" : "NOT VERIFIED"}`,
       );
       if (!row.verified) {
         for (const c of row.checks.filter((c) => c.startsWith("✗"))) console.error(`       ${c}`);

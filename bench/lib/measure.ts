@@ -14,7 +14,7 @@ import {
   minAnswerBytes,
   type RunStats,
 } from "./drivers.ts";
-import { cpuSnapshot, memory, otherCpuPct, resetPeak } from "./procs.ts";
+import { cpuMs, cpuSnapshot, memory, otherCpuPct, resetPeak } from "./procs.ts";
 import type { Server, Stack } from "./stack.ts";
 import type { Check, LoadShape, Round, Scenario, TargetName } from "./types.ts";
 
@@ -85,6 +85,7 @@ export async function measureRound(
   const callsBefore = await backendCalls(stack.backend.port);
   const startedAt = performance.now();
   const cpuBefore = cpuSnapshot();
+  const targetCpuBefore = pids.reduce((ms, pid) => ms + cpuMs(pid), 0);
   const stats: RunStats = scenario.tool === "h2load"
     ? await h2load(
       t.server.port,
@@ -102,6 +103,7 @@ export async function measureRound(
     );
   const wallMs = performance.now() - startedAt;
   const otherCpu = otherCpuPct(cpuBefore, cpuSnapshot());
+  const targetCpu = pids.reduce((ms, pid) => ms + cpuMs(pid), 0) - targetCpuBefore;
   const peakRssMb = pids.map((pid) => memory(pid)?.hwmMb ?? NaN).reduce((a, b) => a + b, 0);
   const calls = (await backendCalls(stack.backend.port)) - callsBefore;
 
@@ -139,5 +141,5 @@ export async function measureRound(
       note: `backend calls ${calls} ≤ answers ${stats.requests}`,
     });
   }
-  return { stats, calls, bound, peakRssMb, otherCpuPct: otherCpu, checks };
+  return { stats, calls, bound, peakRssMb, otherCpuPct: otherCpu, cpuMs: targetCpu, checks };
 }

@@ -259,6 +259,24 @@ export function memory(pid: number): Memory | undefined {
   return own;
 }
 
+/**
+ * CPU time used so far by a process and its live descendants (user + system), in ms: the difference over a
+ * round, divided by its answers, is what one answer cost the target (workers, nginx's worker included).
+ */
+export function cpuMs(pid: number): number {
+  let ticks = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks * 10; // USER_HZ = 100
+}
+
 /** Every descendant of `pid` (Linux /proc). */
 function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();

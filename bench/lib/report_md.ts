@@ -49,12 +49,13 @@ export function markdown(report: Report, scenarios: Scenario[]): string {
       "in the measured rounds; backend calls = the example backend's own counter over the same rounds; collapse " +
       "ratio = requests / backend calls; peak RSS = VmHWM of the serving process (nginx: master + worker), reset " +
       "before each round; other CPU = share of the machine's CPU used by processes the harness did not start " +
-      "(worst round; above a few % the numbers are disturbed).",
+      "(worst round; above a few % the numbers are disturbed); CPU/answer = CPU time (user + system) of the " +
+      "target's processes over its rounds / its answers: what one answer cost it, whatever else ran on the cores.",
     "",
   );
   lines.push(
-    "| Scenario | Target | Tool | req/s | range | p50 ms | p99 ms | Requests | Backend calls | Collapse ratio | Errors | vs direct | vs nginx | Peak RSS MB | Other CPU | Verified |",
-    "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|",
+    "| Scenario | Target | Tool | req/s | range | p50 ms | p99 ms | Requests | Backend calls | Collapse ratio | Errors | vs direct | vs nginx | Peak RSS MB | CPU/answer µs | Other CPU | Verified |",
+    "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:-:|",
   );
   for (const r of report.rows) {
     const s = scenarios.find((x) => x.id === r.scenario)!;
@@ -68,9 +69,9 @@ export function markdown(report: Report, scenarios: Scenario[]): string {
       } | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${
         fmt(r.requests, 0)
       } | ${calls} | ${collapse} | ${r.errors} | ` +
-        `${ratio(r.vsDirect)} | ${ratio(r.vsNginx)} | ${fmt(r.peakRssMb, 1)} | ${fmt(r.otherCpuPct, 0)}% | ${
-          r.verified ? "✓" : "✗"
-        } |`,
+        `${ratio(r.vsDirect)} | ${ratio(r.vsNginx)} | ${fmt(r.peakRssMb, 1)} | ${
+          fmt(r.cpuUsPerAnswer, 0)
+        } | ${fmt(r.otherCpuPct, 0)}% | ${r.verified ? "✓" : "✗"} |`,
     );
   }
   if (report.herd) {

@@ -44,6 +44,8 @@ export interface Round {
   bound?: number;
   peakRssMb: number;
   otherCpuPct: number;
+  /** CPU time the target's processes used during the round (user + system), in ms. */
+  cpuMs: number;
   checks: Check[];
 }
 
@@ -70,6 +72,11 @@ export interface Row {
   /** Proxy, hot key: the bound Σ (round seconds / TTL + 1) on backend calls. */
   backendCallBound?: number;
   peakRssMb: number | null;
+  /**
+   * CPU time the target spent per answer, in µs: its processes' CPU over every round / the answers (null
+   * without answers). Unlike req/s it does not depend on what else shares the cores.
+   */
+  cpuUsPerAnswer: number | null;
   /** CPU (% of all cores) used during the worst round by processes the harness did not start. */
   otherCpuPct: number;
   vsDirect: number | null;
