@@ -7,7 +7,7 @@
  */
 
 import client from "prom-client";
-import { scrapedCounter } from "./scraped.ts";
+import { scrapedCounter, talliedCounter, type Tally } from "./scraped.ts";
 import type { FreshnessStats } from "../policy/freshness.ts";
 import type { PurgeStats } from "../policy/purges.ts";
 import type { CallReport } from "../server/observer.ts";
@@ -20,18 +20,17 @@ export interface CacheMetricsSource {
 
 /** The HTTP-cache families of one registry. */
 export class CacheMetrics {
-  readonly #served: client.Counter<"method" | "served">;
+  readonly #served: Tally;
   readonly #clientNoCache: client.Counter<"result">;
 
   constructor(registry: client.Registry, source: () => CacheMetricsSource | undefined) {
     const registers = [registry];
-    this.#served = new client.Counter({
-      name: "collapser_served_total",
-      help:
-        "Collapsible calls answered from a flight or the cache, by method and how (their cache-status): hit, hit_stale (stale-while-revalidate), stale_if_error, miss_stored, miss_not_stored (forwarded: the answer was stored or not), bypass_stored, bypass_not_stored (a caller's no-cache honoured).",
-      labelNames: ["method", "served"],
+    this.#served = talliedCounter(
       registers,
-    });
+      "collapser_served_total",
+      "Collapsible calls answered from a flight or the cache, by method and how (their cache-status): hit, hit_stale (stale-while-revalidate), stale_if_error, miss_stored, miss_not_stored (forwarded: the answer was stored or not), bypass_stored, bypass_not_stored (a caller's no-cache honoured).",
+      ["method", "served"],
+    );
     this.#clientNoCache = new client.Counter({
       name: "collapser_client_no_cache_total",
       help:
@@ -106,7 +105,7 @@ export class CacheMetrics {
 
   /** Counts one finished call, under its method label. */
   call(info: CallReport, method: string): void {
-    if (info.served !== undefined) this.#served.inc({ method, served: info.served });
+    if (info.served !== undefined) this.#served.inc(method, info.served);
     if (info.clientNoCache !== undefined) this.#clientNoCache.inc({ result: info.clientNoCache });
   }
 }

@@ -5,7 +5,7 @@
  */
 
 import client from "prom-client";
-import { scrapedCounter } from "./scraped.ts";
+import { scrapedCounter, talliedCounter, type Tally } from "./scraped.ts";
 import type { CollapserStats } from "../core/collapser.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import type { BackendCallReport } from "../backend/backend_calls.ts";
@@ -82,9 +82,9 @@ export class Metrics implements ProxyObserver {
   /** The registry served at `/metrics`. */
   readonly registry: client.Registry;
   readonly #methods: MethodLabels;
-  readonly #requests: client.Counter<"method" | "outcome" | "code">;
+  readonly #requests: Tally;
   readonly #requestDuration: client.Histogram<"outcome">;
-  readonly #backendCalls: client.Counter<"method" | "code">;
+  readonly #backendCalls: Tally;
   readonly #backendLatency: client.Histogram<"method">;
   readonly #shadow: client.Counter<"method" | "would">;
   readonly #stale: client.Counter<"method">;
@@ -102,12 +102,12 @@ export class Metrics implements ProxyObserver {
     if (options.defaultMetrics ?? true) client.collectDefaultMetrics({ register: registry });
     const registers = [registry];
 
-    this.#requests = new client.Counter({
-      name: "collapser_requests_total",
-      help: "Calls answered, by method, how they were served (outcome) and gRPC status (code).",
-      labelNames: ["method", "outcome", "code"],
+    this.#requests = talliedCounter(
       registers,
-    });
+      "collapser_requests_total",
+      "Calls answered, by method, how they were served (outcome) and gRPC status (code).",
+      ["method", "outcome", "code"],
+    );
     this.#requestDuration = new client.Histogram({
       name: "collapser_request_duration_seconds",
       help: "Time from a call's request headers to its status, by outcome.",
@@ -115,12 +115,12 @@ export class Metrics implements ProxyObserver {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-    this.#backendCalls = new client.Counter({
-      name: "collapser_backend_calls_total",
-      help: "Calls made to the backend, by method and gRPC status (code).",
-      labelNames: ["method", "code"],
+    this.#backendCalls = talliedCounter(
       registers,
-    });
+      "collapser_backend_calls_total",
+      "Calls made to the backend, by method and gRPC status (code).",
+      ["method", "code"],
+    );
     this.#backendLatency = new client.Histogram({
       name: "collapser_backend_latency_seconds",
       help: "Duration of backend calls, by method.",
@@ -327,7 +327,7 @@ export class Metrics implements ProxyObserver {
   /** @inheritdoc */
   call(info: CallReport): void {
     const method = this.#methods.label(info.method);
-    this.#requests.inc({ method, outcome: info.outcome, code: statusName(info.code) });
+    this.#requests.inc(method, info.outcome, statusName(info.code));
     this.#requestDuration.observe({ outcome: info.outcome }, info.durationMs / 1000);
     if (info.wouldBe !== undefined) this.#shadow.inc({ method, would: info.wouldBe });
     if (info.stale) this.#stale.inc({ method });
@@ -343,7 +343,7 @@ export class Metrics implements ProxyObserver {
   backendCall(info: BackendCallReport): void {
     this.#methods.learn(info.method, info.code);
     const method = this.#methods.label(info.method);
-    this.#backendCalls.inc({ method, code: statusName(info.code) });
+    this.#backendCalls.inc(method, statusName(info.code));
     this.#backendLatency.observe({ method }, info.durationMs / 1000);
   }
 

@@ -10,6 +10,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import type { Collapser, Flight } from "../core/collapser.ts";
 import { serveStale } from "./serve_stale.ts";
 import { formatDuration } from "../util/duration.ts";
+import { type QueuedTimeout, TimeoutQueue } from "../util/timeout_queue.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { logStatus } from "./backend_log.ts";
@@ -87,7 +88,8 @@ export class BackendCalls {
   readonly #unary: UnaryClient | undefined;
   /** With several addresses (or a name to resolve): the balancer behind both clients. */
   readonly balancer: Balancer | undefined;
-  readonly #timeoutMs: number;
+  /** Every collapsed call's backend timeout, on one timer (timeout_queue.ts). */
+  readonly #timeouts: TimeoutQueue;
   readonly #onFinished: BackendCallsOptions["onFinished"];
   readonly #collapser: Collapser<ResponseEvent>;
   readonly #stats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
@@ -97,7 +99,7 @@ export class BackendCalls {
   constructor(options: BackendCallsOptions, collapser: Collapser<ResponseEvent>) {
     this.#target = options.backend;
     ({ unary: this.#unary, upstream: this.#upstream, balancer: this.balancer } = backendClients(options));
-    this.#timeoutMs = options.backendTimeoutMs;
+    this.#timeouts = new TimeoutQueue(options.backendTimeoutMs);
     this.#onFinished = options.onFinished;
     this.#collapser = collapser;
     this.#limiter = options.limit && new Limiter(options.limit);
@@ -254,13 +256,13 @@ export class BackendCalls {
     let messages = 0;
     const { span, ended } = this.#started(method, headers, "leader", request.key);
     if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timeout: QueuedTimeout | undefined;
     let held: ResponseEvent | undefined;
     let answerHeaders: OutgoingHttpHeaders | undefined;
     // A stale answer may stand in only if the response headers have not gone out yet.
     const holdHeaders = policy.staleIfErrorMs > 0 || this.#collapser.hasStale(request.key);
     const done = (code: StatusCode, details?: string) => {
-      clearTimeout(timer);
+      timeout?.cancel();
       ended(code, details);
       release();
     };
@@ -293,7 +295,7 @@ export class BackendCalls {
           // cached), keep serving those already here, and let it run past the backend timeout: a
           // watch-style stream lives as long as its callers do.
           flight.unshare();
-          clearTimeout(timer);
+          timeout?.cancel();
           if (flight.subscribers === 0) {
             // Everyone left while it was still shared: nobody can join a stream, so nobody will read it.
             done(Status.CANCELLED, "no callers left");
@@ -322,13 +324,15 @@ export class BackendCalls {
       throw err; // the slot, if any, is given back by whoever asked for it
     }
     if (!flight.done) {
-      const timeoutMs = this.#timeoutMs;
-      timer = setTimeout(() => {
+      timeout = this.#timeouts.add(() => {
         call.cancel();
-        const timeout = formatDuration(timeoutMs);
-        log.warn("backend call {method} exceeded the backend timeout ({timeout})", { method, timeout });
-        end(statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${timeout})`));
-      }, timeoutMs);
+        const bound = formatDuration(this.#timeouts.delayMs);
+        log.warn("backend call {method} exceeded the backend timeout ({timeout})", {
+          method,
+          timeout: bound,
+        });
+        end(statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${bound})`));
+      });
     }
     flight.onIdle = () => {
       // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream

@@ -28,34 +28,14 @@
  * @module
  */
 
-import * as http2 from "node:http2";
 import type { IncomingHttpHeaders } from "node:http2";
-import {
-  decodeGrpcMessage,
-  encodeFrame,
-  FrameDecoder,
-  GrpcWireError,
-  Status,
-  type StatusCode,
-} from "../wire/grpc_wire.ts";
+import { encodeFrame } from "../wire/grpc_wire.ts";
 import type { ClientTls } from "../wire/tls.ts";
-import { corkTurn } from "../wire/cork.ts";
 import { openSession, type Session, type SessionHost } from "./h2_session.ts";
-import { forwardedHeaders, statusForHttp, statusForReset, wasRefused } from "./h2_mapping.ts";
+import { forwardedHeaders } from "./h2_mapping.ts";
 import { DEFAULT_IDLE_TIMEOUT_MS } from "./upstream.ts";
-import {
-  RESPONSE_HOP_HEADERS,
-  type ResponseSink,
-  single,
-  statusEvent,
-  type UpstreamCall,
-  withoutHopHeaders,
-} from "../wire/response.ts";
-
-const {
-  NGHTTP2_FLAG_END_STREAM: END_STREAM,
-  NGHTTP2_CANCEL,
-} = http2.constants;
+import type { ResponseSink, UpstreamCall } from "../wire/response.ts";
+import { type CallChannel, H2Call, type H2CallOptions } from "./h2_call.ts";
 
 /** Re-exported: how long a backend session with no call open is kept (defined beside grpc-js's). */
 export { DEFAULT_IDLE_TIMEOUT_MS };
@@ -84,20 +64,7 @@ export interface H2ChannelOptions {
   address?: { readonly host: string; readonly port: number };
 }
 
-/** Why a call never reached the backend: its connection failed, or its stream was refused or excluded. */
-export type Unreached = "connect" | "refused";
-
-/** Per-call options of {@linkcode H2Channel.call}. */
-export interface H2CallOptions {
-  /** The backend span's W3C `traceparent`, sent instead of the caller's. */
-  traceparent?: string;
-  /**
-   * Called instead of finishing a call that never reached the backend: its connection could not be made,
-   * or its stream was refused or excluded by a GOAWAY (RFC 9113 §8.7). Return true to take it over (to
-   * send it elsewhere): its sink then hears nothing more. Otherwise it ends as it would have.
-   */
-  unreached?: (why: Unreached) => boolean;
-}
+export type { H2CallOptions, Unreached } from "./h2_call.ts";
 
 /** `host:port` or `[v6]:port`, the only targets this channel serves; undefined for anything else. */
 export function plainAuthority(target: string): string | undefined {
@@ -117,6 +84,8 @@ export class H2Channel {
   #closed = false;
   #tls: ClientTls | undefined;
   readonly #address: H2ChannelOptions["address"];
+  /** What its calls see of it (h2_call.ts). */
+  readonly #callChannel: CallChannel;
 
   constructor(authority: string, options: H2ChannelOptions = {}) {
     const { idleTimeoutMs = DEFAULT_IDLE_TIMEOUT_MS } = options;
@@ -142,6 +111,14 @@ export class H2Channel {
         this.#sessions.delete(session);
       },
     };
+    this.#callChannel = {
+      isClosed: () => this.#closed,
+      maxMessageBytes: this.#maxMessageBytes,
+      connected: () => this.#connected(),
+      drop: (session) => {
+        if (this.#current === session) this.#current = undefined;
+      },
+    };
   }
 
   /**
@@ -156,141 +133,15 @@ export class H2Channel {
     sink: ResponseSink,
     options: H2CallOptions = {},
   ): UpstreamCall {
-    let finished = false;
-    const finish = (code: StatusCode, details: string, trailers?: IncomingHttpHeaders) => {
-      if (finished) return;
-      finished = true;
-      sink(statusEvent(code, details, trailers && withoutHopHeaders(trailers)));
-    };
-    let stream: http2.ClientHttp2Stream | undefined;
-    const headers = forwardedHeaders(method, caller, options.traceparent);
-    const body = encodeFrame(message);
-    /** Sends the request; `retries`: how many more times a refused attempt may be sent again. */
-    const attempt = (retries: number) => {
-      if (this.#closed) {
-        queueMicrotask(() => finish(Status.UNAVAILABLE, "backend channel closed"));
-        return;
-      }
-      let session: Session;
-      let current: http2.ClientHttp2Stream;
-      try {
-        session = this.#connected();
-        corkTurn(session.h2);
-        current = stream = session.h2.request(headers, { endStream: false });
-        current.end(body);
-      } catch (err) {
-        // A header node:http2 will not send, or a session torn down under us.
-        queueMicrotask(() => finish(Status.INTERNAL, `cannot call the backend: ${err}`));
-        return;
-      }
-      session.open++;
-      let responded = false;
-      let decoder: FrameDecoder | undefined;
-      let early: Uint8Array[] | undefined;
-      let trailers: IncomingHttpHeaders | undefined;
-      let error: Error | undefined;
-      current.on("response", (headers, flags: number) => {
-        responded = true;
-        if (finished) return;
-        const httpStatus = Number(headers[":status"]);
-        if (headers["grpc-status"] !== undefined && (httpStatus !== 200 || (flags & END_STREAM) !== 0)) {
-          // Trailers-only: the status came in the one HEADERS frame. It wins over a non-200 HTTP status
-          // (an Envoy or a rate limiter in front of the backend may send both).
-          trailers = headers;
-        } else if (httpStatus !== 200) {
-          finish(statusForHttp(httpStatus), `Received HTTP status code ${httpStatus}`);
-          current.close(NGHTTP2_CANCEL);
-        } else {
-          decoder = new FrameDecoder({
-            encoding: single(headers["grpc-encoding"]),
-            maxMessageBytes: this.#maxMessageBytes,
-          });
-          sink({ type: "headers", headers: withoutHopHeaders(headers, RESPONSE_HOP_HEADERS) });
-          if (early !== undefined) { for (const chunk of early.splice(0)) onData(chunk); }
-        }
-      });
-      const onData = (chunk: Uint8Array) => {
-        if (finished) return;
-        if (decoder === undefined) {
-          // Deno 2.8.3's node:http2 emits the first DATA before 'response'; keep it for then.
-          (early ??= []).push(chunk);
-          return;
-        }
-        let frames: Uint8Array[];
-        try {
-          frames = decoder.pushFrames(chunk);
-        } catch (err) {
-          fail(err);
-          return;
-        }
-        for (const frame of frames) {
-          if (finished) return; // cancelled by the sink
-          sink({ type: "message", frame });
-        }
-      };
-      const fail = (err: unknown) => {
-        const wire = err instanceof GrpcWireError ? err : undefined;
-        finish(wire?.code ?? Status.INTERNAL, wire?.message ?? String(err));
-        current.close(NGHTTP2_CANCEL);
-      };
-      current.on("data", onData);
-      current.on("trailers", (headers) => trailers = headers);
-      current.on("error", (err) => error = err);
-      current.on("close", () => {
-        if (--session.open === 0) session.idleSince = performance.now();
-        if (finished) return;
-        const h2 = session.h2;
-        const refused = !responded && early === undefined && wasRefused(current, error);
-        if (options.unreached !== undefined && (refused || !session.connected)) {
-          if (options.unreached(refused ? "refused" : "connect")) {
-            finished = true;
-            return;
-          }
-        }
-        if (refused && retries > 0) {
-          // The backend did not process it (RFC 9113 §8.7): a stream refused, or one that crossed the
-          // backend's GOAWAY on the wire. Sending it again is safe; a session that is going away is not
-          // used for it (the refusal of one stream alone says nothing about the connection).
-          if ((h2.closed || h2.destroyed) && this.#current === session) this.#current = undefined;
-          return attempt(retries - 1);
-        }
-        if (early !== undefined && early.length > 0) {
-          finish(Status.INTERNAL, "backend sent a message without response headers");
-        } else if (trailers !== undefined) {
-          const status = single(trailers["grpc-status"]) ?? "";
-          const code = /^\d{1,2}$/.test(status) ? Number(status) : NaN;
-          if (!(code >= 0 && code <= 16)) {
-            return finish(Status.UNKNOWN, `backend sent an invalid grpc-status ${JSON.stringify(status)}`);
-          }
-          try {
-            decoder?.finish(); // a truncated last message is not an answer, whatever the status says
-          } catch (err) {
-            return fail(err);
-          }
-          finish(code as StatusCode, decodeGrpcMessage(single(trailers["grpc-message"]) ?? ""), trailers);
-        } else if (error !== undefined && (error as { code?: string }).code !== "ERR_HTTP2_STREAM_ERROR") {
-          // The connection failed or broke (refused, reset, GOAWAY with an error), not this one stream.
-          finish(Status.UNAVAILABLE, `backend unreachable: ${error.message}`);
-        } else if (h2.destroyed || h2.socket === undefined || h2.socket.destroyed) {
-          // The connection went away under the call (the backend crashed or closed it, or close()): node
-          // reports that as a CANCEL of every open stream, sometimes before it marks the session destroyed
-          // (Deno 2.8.3: a backend killed mid-call left the session closed, its socket destroyed).
-          finish(Status.UNAVAILABLE, "backend connection closed");
-        } else if (current.rstCode !== undefined && current.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
-          finish(statusForReset(current.rstCode), `Received RST_STREAM with code ${current.rstCode}`);
-        } else {
-          finish(Status.UNKNOWN, "No status received");
-        }
-      });
-    };
-    attempt(1);
-    return {
-      cancel: () => {
-        if (finished) return;
-        finished = true;
-        if (stream !== undefined && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
-      },
-    };
+    const call = new H2Call(
+      this.#callChannel,
+      forwardedHeaders(method, caller, options.traceparent),
+      encodeFrame(message),
+      sink,
+      options,
+    );
+    call.attempt(1);
+    return call;
   }
 
   /**

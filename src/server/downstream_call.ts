@@ -65,6 +65,24 @@ export interface CallHost {
   identityOf(session: http2.Http2Session | undefined): string | undefined;
   /** A call ended. */
   callFinished(report: CallReport): void;
+  /** A call's HTTP/2 stream closed (its trailers have left, or the client went away). */
+  streamClosed(): void;
+}
+
+/**
+ * Calls whose first message came without END_STREAM, checked together once this turn has passed (one
+ * `setImmediate` per turn, not one per call: it was a timer object and a runtime hop on every miss).
+ */
+let awaitingEnd: DownstreamCall[] = [];
+
+function awaitEnd(call: DownstreamCall): void {
+  if (awaitingEnd.push(call) === 1) setImmediate(checkAwaitingEnd);
+}
+
+function checkAwaitingEnd(): void {
+  const calls = awaitingEnd;
+  awaitingEnd = [];
+  for (const call of calls) call._turnPassed();
 }
 
 /**
@@ -83,6 +101,8 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
   #buffered: Uint8Array[] = [];
   #ended = false;
   #decideScheduled = false;
+  /** The caller's deadline (epoch ms), kept for a decision taken after this turn. */
+  #deadline: number | undefined;
   #headersSent = false;
   #trailers: http2.OutgoingHttpHeaders | undefined;
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
@@ -113,6 +133,14 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
 
   begin(): void {
     const stream = this.#stream;
+    // First, so that every call, however it ends, is counted out when its stream closes.
+    stream.on("close", () => {
+      // The client went away (RST_STREAM, connection lost) or the call ended normally.
+      if (this.#mode !== "done") {
+        this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
+      }
+      this.#proxy.streamClosed();
+    });
     if (this.#proxy.draining && this.#method !== HEALTH_CHECK_METHOD) {
       return this.#finish(statusEvent(Status.UNAVAILABLE, "proxy is shutting down"));
     }
@@ -164,9 +192,8 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
         // ends with its first message; a streaming client (e.g. a bidi ping-pong waiting for a reply)
         // does not end it. END_STREAM that came in the same read has been seen by the next macrotask.
         this.#decideScheduled = true;
-        setImmediate(() => {
-          if (this.#mode === "reading" && !this.#ended) this.#startPass(deadline);
-        });
+        this.#deadline = deadline;
+        awaitEnd(this);
       }
     });
     stream.on("end", () => {
@@ -184,12 +211,11 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
         this.#fail(err);
       }
     });
-    stream.on("close", () => {
-      // The client went away (RST_STREAM, connection lost) or the call ended normally.
-      if (this.#mode !== "done") {
-        this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
-      }
-    });
+  }
+
+  /** @internal The turn its first message came in has passed: without END_STREAM it is not unary. */
+  _turnPassed(): void {
+    if (this.#mode === "reading" && !this.#ended) this.#startPass(this.#deadline);
   }
 
   /** A request of exactly one message has arrived whole: answer it, collapse it, or shadow it. */

@@ -364,7 +364,7 @@ export class Proxy implements CallHost {
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const startedAt = performance.now();
-    stream.on("error", (err) => log.debug("client stream error: {error}", { error: String(err) }));
+    stream.on("error", onClientStreamError);
     const contentType = headers["content-type"];
     if (
       headers[":method"] !== "POST" || typeof contentType !== "string" ||
@@ -389,13 +389,15 @@ export class Proxy implements CallHost {
     // A call counts as active until its HTTP/2 stream has closed, i.e. its trailers have left: draining
     // waits for that, not merely for the status to be decided.
     this.#activeCalls++;
-    stream.once("close", () => {
-      if (--this.#activeCalls === 0 && this.#idle) {
-        this.#idle.resolve();
-        this.#idle = undefined;
-      }
-    });
     new DownstreamCall(this, stream, headers, startedAt).begin();
+  }
+
+  /** @internal A call's stream closed (for {@linkcode DownstreamCall}): one call fewer to drain. */
+  streamClosed(): void {
+    if (--this.#activeCalls === 0 && this.#idle) {
+      this.#idle.resolve();
+      this.#idle = undefined;
+    }
   }
 
   /** @internal Reports a finished call (for {@linkcode DownstreamCall}). */
@@ -412,4 +414,9 @@ export class Proxy implements CallHost {
       durationMs: Math.round(report.durationMs * 1000) / 1000,
     }));
   }
+}
+
+/** One function for every client stream's errors (they end the call through its `close`). */
+function onClientStreamError(err: Error): void {
+  log.debug("client stream error: {error}", { error: String(err) });
 }

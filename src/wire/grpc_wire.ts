@@ -58,6 +58,16 @@ export function encodeFrame(message: Uint8Array): Uint8Array {
   return out;
 }
 
+/** The message length in a frame header (big-endian, bytes 1–4), read without a DataView. */
+function frameLength(head: Uint8Array): number {
+  return ((head[1] << 24) | (head[2] << 16) | (head[3] << 8) | head[4]) >>> 0;
+}
+
+/** `frame` itself, or a copy when it is a small part of a larger buffer (which keeping it would pin). */
+function keepable(frame: Uint8Array): Uint8Array {
+  return frame.byteLength * 2 >= frame.buffer.byteLength ? frame : frame.slice();
+}
+
 /**
  * Splits a byte stream into gRPC messages, however the chunks fall, and undoes per-message compression.
  *
@@ -100,13 +110,20 @@ export class FrameDecoder {
   }
 
   #push(chunk: Uint8Array, frames: boolean): Uint8Array[] {
+    if (this.#pendingBytes === 0 && chunk.byteLength >= FRAME_HEADER_BYTES && chunk[0] === 0) {
+      // The common case, a unary request or answer: one whole uncompressed message in one chunk.
+      const length = frameLength(chunk);
+      if (chunk.byteLength === FRAME_HEADER_BYTES + length && length <= this.#maxMessageBytes) {
+        return [frames ? keepable(chunk) : chunk.subarray(FRAME_HEADER_BYTES)];
+      }
+    }
     this.#pending.push(chunk);
     this.#pendingBytes += chunk.byteLength;
     const out: Uint8Array[] = [];
     while (this.#pendingBytes >= FRAME_HEADER_BYTES) {
       const head = this.#peek(FRAME_HEADER_BYTES);
       const flag = head[0];
-      const length = new DataView(head.buffer, head.byteOffset, FRAME_HEADER_BYTES).getUint32(1);
+      const length = frameLength(head);
       if (length > this.#maxMessageBytes) {
         throw new GrpcWireError(
           Status.RESOURCE_EXHAUSTED,
@@ -117,7 +134,7 @@ export class FrameDecoder {
       const frame = this.#take(FRAME_HEADER_BYTES + length);
       if (!frames) out.push(this.#decode(flag, frame.subarray(FRAME_HEADER_BYTES)));
       else if (flag !== 0) out.push(encodeFrame(this.#decode(flag, frame.subarray(FRAME_HEADER_BYTES))));
-      else out.push(frame.byteLength * 2 >= frame.buffer.byteLength ? frame : frame.slice());
+      else out.push(keepable(frame));
     }
     return out;
   }
