@@ -9,19 +9,26 @@
 import type * as http2 from "node:http2";
 import type { SpanContext } from "@opentelemetry/api";
 import { retention } from "../policy/retention.ts";
-import type { BackendCalls } from "../backend/backend_calls.ts";
-import type { Collapser, FinishOptions, Membership, Role, Subscriber } from "../core/collapser.ts";
+import type { FinishOptions, Membership, Role, Subscriber } from "../core/collapser.ts";
 import { corkTurn } from "../wire/cork.ts";
 import { FrameDecoder, GrpcWireError, parseGrpcTimeout, Status } from "../wire/grpc_wire.ts";
 import { collapseKey } from "../policy/key.ts";
 import { log } from "../util/log.ts";
-import type { MethodPolicy, Policy } from "../policy/policy.ts";
-import type { SharedTier } from "../fleet/shared_tier.ts";
-import type { CallReport, Outcome } from "./observer.ts";
+import type { MethodPolicy } from "../policy/policy.ts";
+import type { Outcome } from "./observer.ts";
 import { ServedAnswer } from "./served.ts";
-import type { PurgeLog } from "../policy/purges.ts";
+import type { CallHost } from "./call_host.ts";
+import {
+  awaitEnd,
+  onClose,
+  onData,
+  onEnd,
+  onWantTrailers,
+  type StreamCall,
+  tagStream,
+} from "./call_streams.ts";
 import { HEALTH_CHECK_METHOD, healthCheckAnswer } from "./health_check.ts";
-import type { ShadowEntry, ShadowLedger } from "../core/shadow.ts";
+import type { ShadowEntry } from "../core/shadow.ts";
 import { recordSharedCall, TRACING_ENABLED } from "../wire/tracing.ts";
 import {
   type ResponseEvent,
@@ -39,57 +46,10 @@ const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * What a call needs from the server it arrived on. The {@linkcode Proxy} is one; the call never reaches
- * back into the server for anything else.
- */
-export interface CallHost {
-  /** Whether the server is draining: new calls are refused (the proxy's own health check still answers). */
-  readonly draining: boolean;
-  /** The policy new calls are resolved against. */
-  readonly policy: Policy;
-  /** Largest request message accepted, in bytes. */
-  readonly maxMessageBytes: number;
-  /** The collapsing core. */
-  readonly collapser: Collapser<ResponseEvent>;
-  /** The backend clients and calls. */
-  readonly backend: BackendCalls;
-  /** Shadow mode's ledger; undefined when calls are really collapsed. */
-  readonly shadow: ShadowLedger | undefined;
-  /** The shared tier, when there is one. */
-  readonly tier: SharedTier | undefined;
-  /** Whether answers say how they were served (`cache-status`). */
-  readonly cacheStatus: boolean;
-  /** The purges a flight's answer is checked against when it ends. */
-  readonly purges: PurgeLog | undefined;
-  /** The verified client identity (mTLS) of a connection; callers with different identities never share. */
-  identityOf(session: http2.Http2Session | undefined): string | undefined;
-  /** A call ended. */
-  callFinished(report: CallReport): void;
-  /** A call's HTTP/2 stream closed (its trailers have left, or the client went away). */
-  streamClosed(): void;
-}
-
-/**
- * Calls whose first message came without END_STREAM, checked together once this turn has passed (one
- * `setImmediate` per turn, not one per call: it was a timer object and a runtime hop on every miss).
- */
-let awaitingEnd: DownstreamCall[] = [];
-
-function awaitEnd(call: DownstreamCall): void {
-  if (awaitingEnd.push(call) === 1) setImmediate(checkAwaitingEnd);
-}
-
-function checkAwaitingEnd(): void {
-  const calls = awaitingEnd;
-  awaitingEnd = [];
-  for (const call of calls) call._turnPassed();
-}
-
-/**
  * One downstream call, from its request headers to its status. It is also its own subscriber to the shared
  * flight or cached answer it gets (`event`, `end`, `cached`, `finishing`).
  */
-export class DownstreamCall implements Subscriber<ResponseEvent> {
+export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
   readonly #proxy: CallHost;
   readonly #stream: http2.ServerHttp2Stream;
   readonly #headers: http2.IncomingHttpHeaders;
@@ -101,8 +61,9 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
   #buffered: Uint8Array[] = [];
   #ended = false;
   #decideScheduled = false;
-  /** The caller's deadline (epoch ms), kept for a decision taken after this turn. */
+  /** The caller's deadline (epoch ms), if it sent one. */
   #deadline: number | undefined;
+  #decoder: FrameDecoder | undefined;
   #headersSent = false;
   #trailers: http2.OutgoingHttpHeaders | undefined;
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
@@ -133,14 +94,10 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
 
   begin(): void {
     const stream = this.#stream;
-    // First, so that every call, however it ends, is counted out when its stream closes.
-    stream.on("close", () => {
-      // The client went away (RST_STREAM, connection lost) or the call ended normally.
-      if (this.#mode !== "done") {
-        this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
-      }
-      this.#proxy.streamClosed();
-    });
+    // The stream's listeners are module functions that find the call through the stream (no closures per
+    // call). First the close, so that every call, however it ends, is counted out when its stream closes.
+    tagStream(stream, this);
+    stream.on("close", onClose);
     if (this.#proxy.draining && this.#method !== HEALTH_CHECK_METHOD) {
       return this.#finish(statusEvent(Status.UNAVAILABLE, "proxy is shutting down"));
     }
@@ -172,45 +129,64 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
       // with nothing held back.
       this.#startPass(deadline);
     }
-    const decoder = new FrameDecoder({ encoding, maxMessageBytes: this.#proxy.maxMessageBytes });
-    stream.on("data", (chunk: Uint8Array) => {
-      if (this.#mode === "done" || this.#mode === "collapse") return;
-      let messages: Uint8Array[];
-      try {
-        messages = decoder.push(chunk);
-      } catch (err) {
-        return this.#fail(err);
+    this.#deadline = deadline;
+    this.#decoder = new FrameDecoder({ encoding, maxMessageBytes: this.#proxy.maxMessageBytes });
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+  }
+
+  /** @internal The stream closed: the client went away (RST_STREAM, connection lost) or the call ended. */
+  _closed(): void {
+    if (this.#mode !== "done") {
+      this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
+    }
+    this.#proxy.streamClosed();
+  }
+
+  /** @internal Request bytes. */
+  _data(chunk: Uint8Array): void {
+    if (this.#mode === "done" || this.#mode === "collapse") return;
+    let messages: Uint8Array[];
+    try {
+      messages = this.#decoder!.push(chunk);
+    } catch (err) {
+      return this.#fail(err);
+    }
+    if (this.#mode === "pass") {
+      for (const message of messages) this.#write(message);
+      return;
+    }
+    this.#buffered.push(...messages);
+    if (this.#buffered.length > 1) this.#startPass(this.#deadline);
+    else if (this.#buffered.length === 1 && !this.#decideScheduled) {
+      // The wire does not say whether a call is unary. A call may be collapsed only if its request ends
+      // with its first message; a streaming client (e.g. a bidi ping-pong waiting for a reply) does not end
+      // it. END_STREAM that came in the same read has been seen by the next macrotask.
+      this.#decideScheduled = true;
+      awaitEnd(this);
+    }
+  }
+
+  /** @internal The request ended (END_STREAM). */
+  _end(): void {
+    this.#ended = true;
+    if (this.#mode === "done") return;
+    // Nothing a request carries may throw out of an http2 event handler: that would end the process.
+    try {
+      this.#decoder!.finish();
+      if (this.#mode === "pass") this.#upstream?.end();
+      else if (this.#mode === "reading") {
+        if (this.#buffered.length === 1) this.#decide(this.#buffered[0], this.#deadline);
+        else this.#startPass(this.#deadline);
       }
-      if (this.#mode === "pass") {
-        for (const message of messages) this.#write(message);
-        return;
-      }
-      this.#buffered.push(...messages);
-      if (this.#buffered.length > 1) this.#startPass(deadline);
-      else if (this.#buffered.length === 1 && !this.#decideScheduled) {
-        // The wire does not say whether a call is unary. A call may be collapsed only if its request
-        // ends with its first message; a streaming client (e.g. a bidi ping-pong waiting for a reply)
-        // does not end it. END_STREAM that came in the same read has been seen by the next macrotask.
-        this.#decideScheduled = true;
-        this.#deadline = deadline;
-        awaitEnd(this);
-      }
-    });
-    stream.on("end", () => {
-      this.#ended = true;
-      if (this.#mode === "done") return;
-      // Nothing a request carries may throw out of an http2 event handler: that would end the process.
-      try {
-        decoder.finish();
-        if (this.#mode === "pass") this.#upstream?.end();
-        else if (this.#mode === "reading") {
-          if (this.#buffered.length === 1) this.#decide(this.#buffered[0], deadline);
-          else this.#startPass(deadline);
-        }
-      } catch (err) {
-        this.#fail(err);
-      }
-    });
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** @internal The stream is ready for the trailers of an answer that had headers. */
+  _wantTrailers(): void {
+    this.#stream.sendTrailers(this.#trailers!);
   }
 
   /** @internal The turn its first message came in has passed: without END_STREAM it is not unary. */
@@ -393,7 +369,7 @@ export class DownstreamCall implements Subscriber<ResponseEvent> {
       const trailers = extraTrailers ? { ...status.trailers, ...extraTrailers } : status.trailers;
       if (this.#headersSent) {
         this.#trailers = trailers;
-        stream.once("wantTrailers", () => stream.sendTrailers(this.#trailers!));
+        stream.once("wantTrailers", onWantTrailers);
         stream.end();
       } else {
         // Trailers-only response: status in the one HEADERS frame.

@@ -14,7 +14,9 @@ import type { AddressInfo } from "node:net";
 import { BackendCalls, type BackendStats, DEFAULT_BACKEND_TIMEOUT_MS } from "../backend/backend_calls.ts";
 import type { LimiterOptions } from "../backend/limiter.ts";
 import { Collapser, DEFAULT_CACHE_TTL_MS } from "../core/collapser.ts";
-import { type CallHost, DownstreamCall } from "./downstream_call.ts";
+import { DownstreamCall } from "./downstream_call.ts";
+import { onError } from "./call_streams.ts";
+import type { CallHost } from "./call_host.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, encodeGrpcMessage, Status } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { Policy } from "../policy/policy.ts";
@@ -364,7 +366,7 @@ export class Proxy implements CallHost {
 
   #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const startedAt = performance.now();
-    stream.on("error", onClientStreamError);
+    stream.on("error", onError);
     const contentType = headers["content-type"];
     if (
       headers[":method"] !== "POST" || typeof contentType !== "string" ||
@@ -414,9 +416,4 @@ export class Proxy implements CallHost {
       durationMs: Math.round(report.durationMs * 1000) / 1000,
     }));
   }
-}
-
-/** One function for every client stream's errors (they end the call through its `close`). */
-function onClientStreamError(err: Error): void {
-  log.debug("client stream error: {error}", { error: String(err) });
 }
