@@ -5,6 +5,7 @@ import {
   encodeFrame,
   encodeGrpcMessage,
   FrameDecoder,
+  frameOf,
   GrpcWireError,
   parseGrpcTimeout,
   Status,
@@ -111,4 +112,22 @@ Deno.test("encodeGrpcMessage() percent-encodes what the spec asks", () => {
   assert.equal(encodeGrpcMessage("plain text"), "plain text");
   assert.equal(encodeGrpcMessage("100%"), "100%25");
   assert.equal(encodeGrpcMessage("nö\n"), "n%C3%B6%0A");
+});
+
+Deno.test("frameOf: a decoded message's own header is reused (a view, no copy); anything else is re-encoded", () => {
+  const message = new TextEncoder().encode('{"key":"k"}');
+  const frame = encodeFrame(message);
+  const [decoded] = new FrameDecoder().push(frame);
+  const reused = frameOf(decoded);
+  assert.deepEqual(reused, frame);
+  assert.equal(reused.buffer, frame.buffer); // the same bytes, not a copy
+  // A message without its header before it (here: a bare array, and one behind a header of another length).
+  assert.deepEqual(frameOf(message), frame);
+  const other = new Uint8Array([0, 0, 0, 0, 99, ...message]);
+  const misleading = frameOf(other.subarray(5));
+  assert.deepEqual(misleading, frame);
+  assert.notEqual(misleading.buffer, other.buffer);
+  // A compressed frame's header (flag 1) is never reused for the inflated message.
+  const flagged = new Uint8Array([1, 0, 0, 0, message.byteLength, ...message]);
+  assert.deepEqual(frameOf(flagged.subarray(5)), frame);
 });

@@ -5,7 +5,13 @@
  */
 
 import client from "prom-client";
-import { scrapedCounter, talliedCounter, type Tally } from "./scraped.ts";
+import {
+  scrapedCounter,
+  talliedCounter,
+  type TalliedHistogram,
+  talliedHistogram,
+  type Tally,
+} from "./scraped.ts";
 import type { CollapserStats } from "../core/collapser.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import type { BackendCallReport } from "../backend/backend_calls.ts";
@@ -83,9 +89,9 @@ export class Metrics implements ProxyObserver {
   readonly registry: client.Registry;
   readonly #methods: MethodLabels;
   readonly #requests: Tally;
-  readonly #requestDuration: client.Histogram<"outcome">;
+  readonly #requestDuration: TalliedHistogram;
   readonly #backendCalls: Tally;
-  readonly #backendLatency: client.Histogram<"method">;
+  readonly #backendLatency: TalliedHistogram;
   readonly #shadow: client.Counter<"method" | "would">;
   readonly #stale: client.Counter<"method">;
   readonly #reloads: client.Counter<"result">;
@@ -108,26 +114,26 @@ export class Metrics implements ProxyObserver {
       "Calls answered, by method, how they were served (outcome) and gRPC status (code).",
       ["method", "outcome", "code"],
     );
-    this.#requestDuration = new client.Histogram({
-      name: "collapser_request_duration_seconds",
-      help: "Time from a call's request headers to its status, by outcome.",
-      labelNames: ["outcome"],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    this.#requestDuration = talliedHistogram(
       registers,
-    });
+      "collapser_request_duration_seconds",
+      "Time from a call's request headers to its status, by outcome.",
+      "outcome",
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    );
     this.#backendCalls = talliedCounter(
       registers,
       "collapser_backend_calls_total",
       "Calls made to the backend, by method and gRPC status (code).",
       ["method", "code"],
     );
-    this.#backendLatency = new client.Histogram({
-      name: "collapser_backend_latency_seconds",
-      help: "Duration of backend calls, by method.",
-      labelNames: ["method"],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    this.#backendLatency = talliedHistogram(
       registers,
-    });
+      "collapser_backend_latency_seconds",
+      "Duration of backend calls, by method.",
+      "method",
+      [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    );
 
     this.#shadow = new client.Counter({
       name: "collapser_shadow_calls_total",
@@ -328,7 +334,7 @@ export class Metrics implements ProxyObserver {
   call(info: CallReport): void {
     const method = this.#methods.label(info.method);
     this.#requests.inc(method, info.outcome, statusName(info.code));
-    this.#requestDuration.observe({ outcome: info.outcome }, info.durationMs / 1000);
+    this.#requestDuration.observe(info.outcome, info.durationMs / 1000);
     if (info.wouldBe !== undefined) this.#shadow.inc({ method, would: info.wouldBe });
     if (info.stale) this.#stale.inc({ method });
     this.#cache.call(info, method);
@@ -344,7 +350,7 @@ export class Metrics implements ProxyObserver {
     this.#methods.learn(info.method, info.code);
     const method = this.#methods.label(info.method);
     this.#backendCalls.inc(method, statusName(info.code));
-    this.#backendLatency.observe({ method }, info.durationMs / 1000);
+    this.#backendLatency.observe(method, info.durationMs / 1000);
   }
 
   /** The exposition text for a scrape. */

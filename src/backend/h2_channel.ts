@@ -29,7 +29,7 @@
  */
 
 import type { IncomingHttpHeaders } from "node:http2";
-import { encodeFrame } from "../wire/grpc_wire.ts";
+import { frameOf } from "../wire/grpc_wire.ts";
 import type { ClientTls } from "../wire/tls.ts";
 import { openSession, type Session, type SessionHost } from "./h2_session.ts";
 import { forwardedHeaders } from "./h2_mapping.ts";
@@ -136,7 +136,7 @@ export class H2Channel {
     const call = new H2Call(
       this.#callChannel,
       forwardedHeaders(method, caller, options.traceparent),
-      encodeFrame(message),
+      frameOf(message),
       sink,
       options,
     );

@@ -58,6 +58,24 @@ export function encodeFrame(message: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * `message` as an uncompressed frame. A message decoded from a whole frame (most requests) still has its own
+ * header in the 5 bytes before it: then the frame is those bytes, viewed, not copied. Anything else gets a
+ * new header and a copy ({@linkcode encodeFrame}). Either way the bytes are the same.
+ */
+export function frameOf(message: Uint8Array): Uint8Array {
+  const offset = message.byteOffset;
+  if (offset >= FRAME_HEADER_BYTES) {
+    const frame = new Uint8Array(
+      message.buffer,
+      offset - FRAME_HEADER_BYTES,
+      FRAME_HEADER_BYTES + message.byteLength,
+    );
+    if (frame[0] === 0 && frameLength(frame) === message.byteLength) return frame;
+  }
+  return encodeFrame(message);
+}
+
 /** The message length in a frame header (big-endian, bytes 1–4), read without a DataView. */
 function frameLength(head: Uint8Array): number {
   return ((head[1] << 24) | (head[2] << 16) | (head[3] << 8) | head[4]) >>> 0;
