@@ -9,8 +9,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
 import type { Collapser, Flight } from "../core/collapser.ts";
 import { serveStale } from "./serve_stale.ts";
-import { formatDuration } from "../util/duration.ts";
-import { type QueuedTimeout, TimeoutQueue } from "../util/timeout_queue.ts";
+import { TimeoutQueue } from "../util/timeout_queue.ts";
+import { LeadCall, type LeadHost } from "./lead_call.ts";
 import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import { log } from "../util/log.ts";
 import { logStatus } from "./backend_log.ts";
@@ -24,13 +24,7 @@ import { requestMetadata, Upstream } from "./upstream.ts";
 import type { Balancer, BalancerOptions } from "./balancer.ts";
 import type { PassClient, UnaryClient } from "./clients.ts";
 import { backendClients } from "./backend_clients.ts";
-import {
-  type ResponseEvent,
-  type StatusEvent,
-  statusEvent,
-  type UpstreamCall,
-  type UpstreamStream,
-} from "../wire/response.ts";
+import { type ResponseEvent, type StatusEvent, statusEvent, type UpstreamStream } from "../wire/response.ts";
 
 export { DEFAULT_BACKEND_TIMEOUT_MS } from "./clients.ts";
 
@@ -88,8 +82,8 @@ export class BackendCalls {
   readonly #unary: UnaryClient | undefined;
   /** With several addresses (or a name to resolve): the balancer behind both clients. */
   readonly balancer: Balancer | undefined;
-  /** Every collapsed call's backend timeout, on one timer (timeout_queue.ts). */
-  readonly #timeouts: TimeoutQueue;
+  /** What a leader's call sees of this (lead_call.ts); its backend timeouts share one timer. */
+  readonly #leadHost: LeadHost;
   readonly #onFinished: BackendCallsOptions["onFinished"];
   readonly #collapser: Collapser<ResponseEvent>;
   readonly #stats = { backendCalls: 0, backendInflight: 0, passthrough: 0 };
@@ -99,7 +93,27 @@ export class BackendCalls {
   constructor(options: BackendCallsOptions, collapser: Collapser<ResponseEvent>) {
     this.#target = options.backend;
     ({ unary: this.#unary, upstream: this.#upstream, balancer: this.balancer } = backendClients(options));
-    this.#timeouts = new TimeoutQueue(options.backendTimeoutMs);
+    const timeouts = new TimeoutQueue(options.backendTimeoutMs);
+    this.#leadHost = {
+      timeouts,
+      hasStale: (key) => collapser.hasStale(key),
+      callStarted: (method, headers) => {
+        this.#stats.backendCalls++;
+        this.#stats.backendInflight++;
+        return startBackendSpan(method, headers, { role: "leader" });
+      },
+      callEnded: (method, code, durationMs, key) => {
+        this.#stats.backendInflight--;
+        this.#onFinished?.({ method, code, durationMs, key });
+      },
+      send: ({ method, message, headers }, sink, opts) =>
+        this.#unary
+          ? this.#unary.call(method, message, headers, sink, opts)
+          : this.#upstream.call(method, message, requestMetadata(headers, opts.traceparent), sink, opts),
+      settle: (flight, request, status, held, headers) =>
+        this.#settle(flight, request, status, held, headers),
+      keep: (request, status, headers) => this.#keep(request, status, headers),
+    };
     this.#onFinished = options.onFinished;
     this.#collapser = collapser;
     this.#limiter = options.limit && new Limiter(options.limit);
@@ -250,98 +264,9 @@ export class BackendCalls {
       retention(request.policy, status.code);
   }
 
-  /** The leader's backend call itself; `release` gives its concurrency slot back when it ends. */
+  /** The leader's backend call itself (lead_call.ts); `release` gives its concurrency slot back when it ends. */
   #lead(flight: Flight<ResponseEvent>, request: LeadRequest, release: () => void): void {
-    const { method, message, headers, policy } = request;
-    let messages = 0;
-    const { span, ended } = this.#started(method, headers, "leader", request.key);
-    if (span) flight.emit({ type: "origin", spanContext: span.spanContext });
-    let timeout: QueuedTimeout | undefined;
-    let held: ResponseEvent | undefined;
-    let answerHeaders: OutgoingHttpHeaders | undefined;
-    // A stale answer may stand in only if the response headers have not gone out yet.
-    const holdHeaders = policy.staleIfErrorMs > 0 || this.#collapser.hasStale(request.key);
-    const done = (code: StatusCode, details?: string) => {
-      timeout?.cancel();
-      ended(code, details);
-      release();
-    };
-    const end = (status: StatusEvent) => {
-      // The backend call is counted out before its callers are answered, so their metrics see its method.
-      done(status.code, status.details);
-      // Once a message went out the answer is partly given: a stale one can no longer replace it.
-      if (messages > 0) {
-        logStatus(method, status);
-        return flight.finish(this.#keep(request, status, answerHeaders), status);
-      }
-      this.#settle(flight, request, status, held, answerHeaders);
-    };
-    const sink = (event: ResponseEvent) => {
-      if (event.type === "status") return end(event);
-      if (event.type === "headers") {
-        answerHeaders = event.headers;
-        if (holdHeaders) {
-          held = event;
-          return;
-        }
-      }
-      if (event.type === "message") {
-        if (held !== undefined) {
-          flight.emit(held);
-          held = undefined;
-        }
-        if (++messages === 2) {
-          // A second response message: this is a stream. Stop sharing it (nobody new joins, nothing is
-          // cached), keep serving those already here, and let it run past the backend timeout: a
-          // watch-style stream lives as long as its callers do.
-          flight.unshare();
-          timeout?.cancel();
-          if (flight.subscribers === 0) {
-            // Everyone left while it was still shared: nobody can join a stream, so nobody will read it.
-            done(Status.CANCELLED, "no callers left");
-            call.cancel();
-            flight.finish(NOT_CACHED);
-            return;
-          }
-        }
-      }
-      flight.emit(event);
-    };
-    const opts = {
-      traceparent: span?.traceparent,
-      retryable: policy.retry,
-      streamsResponses: policy.streamsResponses,
-    };
-    const start = () =>
-      this.#unary
-        ? this.#unary.call(method, message, headers, sink, opts)
-        : this.#upstream.call(method, message, requestMetadata(headers, opts.traceparent), sink, opts);
-    let call: UpstreamCall;
-    try {
-      call = span ? span.run(start) : start();
-    } catch (err) {
-      ended(Status.INTERNAL, String(err));
-      throw err; // the slot, if any, is given back by whoever asked for it
-    }
-    if (!flight.done) {
-      timeout = this.#timeouts.add(() => {
-        call.cancel();
-        const bound = formatDuration(this.#timeouts.delayMs);
-        log.warn("backend call {method} exceeded the backend timeout ({timeout})", {
-          method,
-          timeout: bound,
-        });
-        end(statusEvent(Status.DEADLINE_EXCEEDED, `backend call exceeded the backend timeout (${bound})`));
-      });
-    }
-    flight.onIdle = () => {
-      // Everyone left. A shared call goes on to fill the cache (bounded by the backend timeout); a stream
-      // that nobody can join again has no reason to run.
-      if (flight.shared) return;
-      done(Status.CANCELLED);
-      call.cancel();
-      flight.finish(NOT_CACHED);
-    };
+    new LeadCall(this.#leadHost, flight, request, release);
   }
 
   /**
