@@ -42,6 +42,7 @@ export { HEALTH_CHECK_METHOD };
 
 const GRPC_CONTENT_TYPE = "application/grpc";
 const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
+const NO_MESSAGES = Object.freeze([]) as unknown as Uint8Array[]; // held once no longer reading: frozen
 /** Largest delay setTimeout honours; a longer one fires after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -174,6 +175,7 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
     // Nothing a request carries may throw out of an http2 event handler: that would end the process.
     try {
       this.#decoder!.finish();
+      this.#decoder = undefined; // nothing more comes: a held call (a follower in a herd) keeps less
       if (this.#mode === "pass") this.#upstream?.end();
       else if (this.#mode === "reading") {
         if (this.#buffered.length === 1) this.#decide(this.#buffered[0], this.#deadline);
@@ -218,7 +220,7 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
       return this.#startPass(deadline);
     }
     this.#mode = "collapse";
-    this.#buffered = [];
+    this.#buffered = NO_MESSAGES;
     const answer = this.#answer = new ServedAnswer();
     const join = answer.join(this.#headers["cache-control"], this.#policy);
     // Only a cache hit is answered inside join(); a leader's or follower's status comes later, after the
@@ -246,7 +248,8 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
       return this.#fail(err);
     }
     this.#outcome = membership.role;
-    if (this.#done) return;
+    // (A getter or a cast: TypeScript would narrow #mode away across the callbacks above.)
+    if ((this.#mode as string) === "done") return;
     this.#membership = membership;
   }
 
@@ -270,11 +273,6 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
     this.#answer?.finishing(stored, options);
   }
 
-  /** Whether the call has ended (a method, so TypeScript does not narrow it away across callbacks). */
-  get #done(): boolean {
-    return this.#mode === "done";
-  }
-
   #startPass(deadline: number | undefined): void {
     if (this.#mode !== "reading") return;
     this.#mode = "pass";
@@ -285,7 +283,7 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
       return this.#fail(err);
     }
     for (const message of this.#buffered) this.#write(message);
-    this.#buffered = [];
+    this.#buffered = NO_MESSAGES;
     if (this.#ended) this.#upstream.end();
   }
 
