@@ -1,6 +1,7 @@
 /**
  * Calls to the backend. {@linkcode BackendCalls} makes the one detached call behind each flight of
- * collapsed callers (over {@linkcode H2Channel}, a lean raw HTTP/2 client) and the passthrough calls that
+ * collapsed callers (lead_call.ts, over {@linkcode H2Channel}, a lean raw HTTP/2 client whose calls are
+ * h2_call.ts) and the passthrough calls that
  * belong to one caller (over grpc-js, upstream.ts), bounds them with the concurrency limiter, and reports
  * each. A backend of several addresses is a {@linkcode Balancer}: the target parsed (target.ts) and
  * resolved (resolver.ts), one endpoint per address (endpoint.ts), a picker (picker.ts), outlier ejection
