@@ -252,23 +252,27 @@ class Attempt {
 // The stream's listeners: `this` is the stream, which carries its attempt.
 
 function onResponse(this: TaggedStream, headers: IncomingHttpHeaders, flags: number): void {
-  this[ATTEMPT]!.response(headers, flags);
+  this[ATTEMPT]?.response(headers, flags);
 }
 
 function onData(this: TaggedStream, chunk: Uint8Array): void {
-  this[ATTEMPT]!.data(chunk);
+  this[ATTEMPT]?.data(chunk);
 }
 
 function onTrailers(this: TaggedStream, headers: IncomingHttpHeaders): void {
-  this[ATTEMPT]!.trailers = headers;
+  const attempt = this[ATTEMPT];
+  if (attempt !== undefined) attempt.trailers = headers;
 }
 
 function onError(this: TaggedStream, err: Error): void {
-  this[ATTEMPT]!.error = err;
+  const attempt = this[ATTEMPT];
+  if (attempt !== undefined) attempt.error = err;
 }
 
 function onClose(this: TaggedStream): void {
-  const attempt = this[ATTEMPT]!;
-  this[ATTEMPT] = undefined; // the stream may outlive the call in node's own lists: let go of the call
-  attempt.closed();
+  const attempt = this[ATTEMPT];
+  // Once (anything the runtime emits after it finds no attempt); and the stream may outlive the call in
+  // node's own lists: let go of it.
+  this[ATTEMPT] = undefined;
+  attempt?.closed();
 }

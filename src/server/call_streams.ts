@@ -36,9 +36,9 @@ export function tagStream(stream: http2.ServerHttp2Stream, call: StreamCall): vo
 // A call's stream listeners: `this` is the stream, which carries its call.
 
 export function onClose(this: TaggedStream): void {
-  const call = this[CALL]!;
-  this[CALL] = undefined;
-  call._closed();
+  const call = this[CALL];
+  this[CALL] = undefined; // once: whatever the runtime emits after it finds no call
+  call?._closed();
 }
 
 export function onData(this: TaggedStream, chunk: Uint8Array): void {
