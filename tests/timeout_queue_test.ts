@@ -129,3 +129,19 @@ Deno.test("TimeoutQueue: a delay a timer cannot wait is refused", () => {
   assert.throws(() => new TimeoutQueue(2 ** 31), RangeError);
   assert.throws(() => new TimeoutQueue(-1), RangeError);
 });
+
+Deno.test("TimeoutQueue: under steady load, cancelled timeouts do not pile up until the timer reaches them", () => {
+  const { clock, queue } = fakeQueue(10_000);
+  try {
+    let fired = 0;
+    queue.add(() => fired++); // one call always in flight: the queue never empties
+    for (let i = 0; i < 100_000; i++) queue.add(() => assert.fail("cancelled")).cancel();
+    assert.equal(queue.pending, 1);
+    assert.ok(queue.held <= 2 * 1024 + 2, `${queue.held} entries held for 1 pending`);
+    clock.tick(10_000);
+    assert.equal(fired, 1);
+    assert.equal(clock.countTimers(), 0);
+  } finally {
+    clock.uninstall();
+  }
+});

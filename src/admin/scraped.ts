@@ -81,8 +81,10 @@ export function talliedCounter(
       const cells = dirty;
       dirty = [];
       for (const cell of cells) {
-        this.inc(cell.labels, cell.pending);
+        // Zeroed first: should inc throw, the cell counts on and is listed again at its next inc.
+        const n = cell.pending;
         cell.pending = 0;
+        this.inc(cell.labels, n);
       }
     },
   });

@@ -138,10 +138,13 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
 
   /** @internal The stream closed: the client went away (RST_STREAM, connection lost) or the call ended. */
   _closed(): void {
-    if (this.#mode !== "done") {
-      this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
+    try {
+      if (this.#mode !== "done") {
+        this.#finish(statusEvent(Status.CANCELLED, "client cancelled"), undefined, false);
+      }
+    } finally {
+      this.#proxy.streamClosed(); // counted out whatever happens, or a drain would wait for it
     }
-    this.#proxy.streamClosed();
   }
 
   /** @internal Request bytes. */
@@ -248,8 +251,7 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
       return this.#fail(err);
     }
     this.#outcome = membership.role;
-    // (A getter or a cast: TypeScript would narrow #mode away across the callbacks above.)
-    if ((this.#mode as string) === "done") return;
+    if ((this.#mode as string) === "done") return; // (cast: TypeScript narrows #mode across the callbacks)
     this.#membership = membership;
   }
 

@@ -388,10 +388,10 @@ export class Proxy implements CallHost {
       }
       return;
     }
-    // A call counts as active until its HTTP/2 stream has closed, i.e. its trailers have left: draining
-    // waits for that, not merely for the status to be decided.
+    // Active until its stream closes (its trailers have left), which drain() awaits: begin() listens first.
+    const call = new DownstreamCall(this, stream, headers, startedAt);
     this.#activeCalls++;
-    new DownstreamCall(this, stream, headers, startedAt).begin();
+    call.begin();
   }
 
   /** @internal A call's stream closed (for {@linkcode DownstreamCall}): one call fewer to drain. */

@@ -48,6 +48,8 @@ export class TimeoutQueue {
   #entries: Entry[] = [];
   #head = 0;
   #live = 0;
+  /** Cancelled entries still in the array (behind the head). */
+  #dead = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   /**
@@ -67,6 +69,11 @@ export class TimeoutQueue {
     return this.#live;
   }
 
+  /** @internal Entries held, cancelled ones not yet dropped included (for tests). */
+  get held(): number {
+    return this.#entries.length - this.#head;
+  }
+
   /** Calls `fire` once `delayMs` has passed, unless cancelled first. */
   add(fire: () => void): QueuedTimeout {
     const entry = new Entry(this, this.#now() + this.delayMs, fire);
@@ -77,12 +84,23 @@ export class TimeoutQueue {
 
   /** @internal An entry was cancelled. */
   _cancelled(): void {
-    if (--this.#live > 0) return;
+    if (--this.#live > 0) {
+      // Under steady load something always waits, so marked entries would stay until the timer reached them
+      // (a whole delay later, long enough to reach V8's old generation): drop them once they outnumber the
+      // live ones. Each compaction removes at least half the array, so a cancel costs O(1) amortized.
+      if (++this.#dead > COMPACT_AFTER && this.#dead > this.#live) {
+        this.#entries = this.#entries.slice(this.#head).filter((entry) => entry.fire !== undefined);
+        this.#head = 0;
+        this.#dead = 0;
+      }
+      return;
+    }
     // Nothing waits: drop the timer and the marked entries, so an idle process holds neither.
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#entries = [];
     this.#head = 0;
+    this.#dead = 0;
   }
 
   #arm(delayMs: number): void {
@@ -100,7 +118,10 @@ export class TimeoutQueue {
       const fire = entry.fire;
       if (fire !== undefined && entry.at > now) break;
       this.#head++;
-      if (fire === undefined) continue;
+      if (fire === undefined) {
+        this.#dead--;
+        continue;
+      }
       entry.fire = undefined;
       this.#live--;
       try {
@@ -119,8 +140,12 @@ export class TimeoutQueue {
     if (this.#live === 0) {
       this.#entries = [];
       this.#head = 0;
+      this.#dead = 0;
     } else if (this.#timer === undefined) {
-      while (this.#entries[this.#head].fire === undefined) this.#head++;
+      while (this.#entries[this.#head].fire === undefined) {
+        this.#head++;
+        this.#dead--;
+      }
       this.#arm(this.#entries[this.#head].at - now);
     }
   }
