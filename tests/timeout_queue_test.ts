@@ -2,16 +2,21 @@ import assert from "node:assert/strict";
 import FakeTimers from "@sinonjs/fake-timers";
 import { TimeoutQueue } from "../src/util/timeout_queue.ts";
 
-/** A queue on a fake clock: its timer and its `now` both come from `clock`. */
-function fakeQueue(delayMs: number) {
+/** Runs `fn` with a queue on a fake clock (its timer and its `now` both come from `clock`), then uninstalls it. */
+function withFakeQueue(
+  delayMs: number,
+  fn: (clock: ReturnType<typeof FakeTimers.install>, queue: TimeoutQueue) => void,
+) {
   const clock = FakeTimers.install({ toFake: ["setTimeout", "clearTimeout"] });
-  const queue = new TimeoutQueue(delayMs, () => clock.now);
-  return { clock, queue };
+  try {
+    fn(clock, new TimeoutQueue(delayMs, () => clock.now));
+  } finally {
+    clock.uninstall();
+  }
 }
 
 Deno.test("TimeoutQueue: each timeout fires once, delayMs after it was added, in order", () => {
-  const { clock, queue } = fakeQueue(100);
-  try {
+  withFakeQueue(100, (clock, queue) => {
     const fired: string[] = [];
     queue.add(() => fired.push("a"));
     clock.tick(30);
@@ -28,14 +33,11 @@ Deno.test("TimeoutQueue: each timeout fires once, delayMs after it was added, in
     assert.equal(clock.countTimers(), 0);
     clock.tick(1_000);
     assert.deepEqual(fired, ["a", "b"]);
-  } finally {
-    clock.uninstall();
-  }
+  });
 });
 
 Deno.test("TimeoutQueue: a cancelled timeout never fires, and the ones behind it still do on time", () => {
-  const { clock, queue } = fakeQueue(100);
-  try {
+  withFakeQueue(100, (clock, queue) => {
     const fired: string[] = [];
     const a = queue.add(() => fired.push("a"));
     clock.tick(10);
@@ -53,14 +55,11 @@ Deno.test("TimeoutQueue: a cancelled timeout never fires, and the ones behind it
     clock.tick(1_000);
     assert.deepEqual(fired, ["b"]);
     assert.equal(clock.countTimers(), 0);
-  } finally {
-    clock.uninstall();
-  }
+  });
 });
 
 Deno.test("TimeoutQueue: no timer is left once every timeout is cancelled", () => {
-  const { clock, queue } = fakeQueue(10_000);
-  try {
+  withFakeQueue(10_000, (clock, queue) => {
     const timeouts = Array.from({ length: 5 }, () => queue.add(() => assert.fail("cancelled")));
     assert.equal(clock.countTimers(), 1);
     for (const t of timeouts) t.cancel();
@@ -71,14 +70,11 @@ Deno.test("TimeoutQueue: no timer is left once every timeout is cancelled", () =
     queue.add(() => fired++);
     clock.tick(10_000);
     assert.equal(fired, 1);
-  } finally {
-    clock.uninstall();
-  }
+  });
 });
 
 Deno.test("TimeoutQueue: a timeout that fires may cancel later ones or add new ones", () => {
-  const { clock, queue } = fakeQueue(50);
-  try {
+  withFakeQueue(50, (clock, queue) => {
     const fired: string[] = [];
     const later = queue.add(() => fired.push("later"));
     const cancelsLater = () => {
@@ -95,14 +91,11 @@ Deno.test("TimeoutQueue: a timeout that fires may cancel later ones or add new o
     clock.tick(50);
     assert.deepEqual(fired, ["first", "added"]);
     assert.equal(clock.countTimers(), 0);
-  } finally {
-    clock.uninstall();
-  }
+  });
 });
 
 Deno.test("TimeoutQueue: thousands of timeouts, most cancelled, fire exactly the others on time", () => {
-  const { clock, queue } = fakeQueue(1_000);
-  try {
+  withFakeQueue(1_000, (clock, queue) => {
     const fired: number[] = [];
     const kept = new Set<number>();
     const all = [];
@@ -120,9 +113,7 @@ Deno.test("TimeoutQueue: thousands of timeouts, most cancelled, fire exactly the
     assert.deepEqual(fired, [...kept]);
     assert.equal(queue.pending, 0);
     assert.equal(clock.countTimers(), 0);
-  } finally {
-    clock.uninstall();
-  }
+  });
 });
 
 Deno.test("TimeoutQueue: a delay a timer cannot wait is refused", () => {
@@ -131,8 +122,7 @@ Deno.test("TimeoutQueue: a delay a timer cannot wait is refused", () => {
 });
 
 Deno.test("TimeoutQueue: under steady load, cancelled timeouts do not pile up until the timer reaches them", () => {
-  const { clock, queue } = fakeQueue(10_000);
-  try {
+  withFakeQueue(10_000, (clock, queue) => {
     let fired = 0;
     queue.add(() => fired++); // one call always in flight: the queue never empties
     for (let i = 0; i < 100_000; i++) queue.add(() => assert.fail("cancelled")).cancel();
@@ -141,7 +131,5 @@ Deno.test("TimeoutQueue: under steady load, cancelled timeouts do not pile up un
     clock.tick(10_000);
     assert.equal(fired, 1);
     assert.equal(clock.countTimers(), 0);
-  } finally {
-    clock.uninstall();
-  }
+  });
 });
