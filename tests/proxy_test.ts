@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import FakeTimers from "@sinonjs/fake-timers";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { fanOutStats, TURN_EVENTS } from "../src/server/fan_out.ts";
 import { Proxy } from "../src/server/proxy.ts";
 import {
   bytes,
@@ -86,6 +87,7 @@ Deno.test("Proxy collapses 10,000 concurrent identical unary calls into one back
     60_000,
   );
   assert.equal(stack.backend.calls.Unary, 1);
+  const waitedBefore = fanOutStats().waited;
   release.open();
   const results = await Promise.all(calls);
   assert.equal(stack.backend.calls.Unary, 1);
@@ -98,6 +100,9 @@ Deno.test("Proxy collapses 10,000 concurrent identical unary calls into one back
   const stats = stack.proxy.collapser.stats();
   assert.equal(stats.leaders, 1);
   assert.equal(stats.followers, N - 1);
+  // The answer's headers reach the 10,000 in one loop: all but one slice of them waited for a later turn.
+  assert.ok(fanOutStats().waited - waitedBefore >= N - TURN_EVENTS, "the fan-out was paced");
+  assert.equal(fanOutStats().waiting, 0);
 });
 
 Deno.test("Proxy answers repeats from the cache within the TTL and calls the backend after it", async (t) => {

@@ -6,6 +6,8 @@
 
 import type * as http2 from "node:http2";
 import type { BackendCalls } from "../backend/backend_calls.ts";
+import type { LeadRequest } from "../policy/retention.ts";
+import type { Flight } from "../core/flight.ts";
 import type { Collapser } from "../core/collapser.ts";
 import type { Policy } from "../policy/policy.ts";
 import type { SharedTier } from "../fleet/shared_tier.ts";
@@ -43,4 +45,19 @@ export interface CallHost {
   callFinished(report: CallReport): void;
   /** A call's HTTP/2 stream closed (its trailers have left, or the client went away). */
   streamClosed(): void;
+}
+
+/**
+ * Starts the backend call that `flight` waits on, through the shared tier when there is one. The purge marks
+ * are taken now: an answer a purge made stale while the call ran is not cached.
+ */
+export function lead(
+  host: CallHost,
+  flight: Flight<ResponseEvent>,
+  call: Omit<LeadRequest, "since" | "fleetSince">,
+): void {
+  const { tier, backend, purges } = host;
+  const request: LeadRequest = { ...call, since: purges?.mark, fleetSince: purges?.fleetMark };
+  if (tier === undefined) backend.lead(flight, request);
+  else tier.lead(flight, request, (local) => backend.lead(local, request));
 }

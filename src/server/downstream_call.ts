@@ -17,7 +17,7 @@ import { log } from "../util/log.ts";
 import type { MethodPolicy } from "../policy/policy.ts";
 import type { Outcome } from "./observer.ts";
 import { ServedAnswer } from "./served.ts";
-import type { CallHost } from "./call_host.ts";
+import { type CallHost, lead } from "./call_host.ts";
 import {
   awaitEnd,
   onClose,
@@ -27,6 +27,7 @@ import {
   type StreamCall,
   tagStream,
 } from "./call_streams.ts";
+import { type Paced, paced } from "./fan_out.ts";
 import { HEALTH_CHECK_METHOD, healthCheckAnswer } from "./health_check.ts";
 import type { ShadowEntry } from "../core/shadow.ts";
 import { recordSharedCall, TRACING_ENABLED } from "../wire/tracing.ts";
@@ -50,7 +51,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * One downstream call, from its request headers to its status. It is also its own subscriber to the shared
  * flight or cached answer it gets (`event`, `end`, `cached`, `finishing`).
  */
-export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
+export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall, Paced {
   readonly #proxy: CallHost;
   readonly #stream: http2.ServerHttp2Stream;
   readonly #headers: http2.IncomingHttpHeaders;
@@ -233,19 +234,8 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
     try {
       membership = this.#proxy.collapser.join(key, this, (flight) => {
         this.#outcome = "leader"; // before lead(), so a call that fails to start is counted as what it was
-        const { tier, backend, purges } = this.#proxy;
-        const request = {
-          method: this.#method,
-          message,
-          headers: this.#headers,
-          key,
-          policy: this.#policy,
-          bypass: answer.bypass,
-          since: purges?.mark,
-          fleetSince: purges?.fleetMark,
-        };
-        if (tier === undefined) backend.lead(flight, request);
-        else tier.lead(flight, request, (local) => backend.lead(local, request));
+        const method = this.#method, headers = this.#headers, policy = this.#policy, bypass = answer.bypass;
+        lead(this.#proxy, flight, { method, message, headers, key, policy, bypass });
       }, join);
     } catch (err) {
       return this.#fail(err);
@@ -255,14 +245,22 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall {
     this.#membership = membership;
   }
 
-  /** @internal Subscriber: one event of the shared answer. */
+  /** @internal Subscriber: one event of the shared answer, written when its turn comes (fan_out.ts). */
   event(event: ResponseEvent): void {
-    this.#send(event);
+    if (paced(this, event)) this.#send(event);
   }
 
   /** @internal Subscriber: the shared answer ended. */
   end(): void {
-    if (this.#mode !== "done") this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
+    if (paced(this, undefined)) this.deliver(undefined);
+  }
+
+  /** @internal Paced: an event of the shared answer, or its end (`undefined`). */
+  deliver(event: ResponseEvent | undefined): void {
+    if (event !== undefined) this.#send(event);
+    else if (this.#mode !== "done") {
+      this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
+    }
   }
 
   /** @internal Subscriber: a cache hit, before its replay. */
