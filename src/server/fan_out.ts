@@ -2,17 +2,20 @@
  * Fan-out pacing: at most {@linkcode TURN_EVENTS} answer events are written in one synchronous run; the
  * rest wait their turn, in order, and leave {@linkcode TURN_EVENTS} per `setImmediate`.
  *
- * A flight hands its answer to every subscriber in one loop. For a herd of 10,000 callers that loop wrote
- * 30,000 stream operations before the event loop could flush any of them: every answer sat corked in the
- * sockets' buffers at once, and the first caller heard back only when the last had been written. Measured
- * with 10,000 identical calls held for 1 s (`bench/load.ts --only herd`): RSS climbed another 35 MB after the
- * answer came, and the first caller got it 1.5 s after the backend gave it. Paced, each slice is flushed
- * (src/wire/cork.ts) and its garbage collected before the next is written.
+ * A flight hands its answer to every subscriber in one loop. For a herd of 10,000 callers that loop made
+ * 30,000 stream writes before the event loop could flush any of them (src/wire/cork.ts), so the first caller
+ * heard back only once the last answer had been written, and nothing else was served meanwhile: a health
+ * check sent during the herd waited up to 1.4 s. Paced, each slice leaves while the next is written.
+ * Measured with `deno run -A bench/load.ts --only herd --no-nginx --proxy-entry …`, four runs each,
+ * alternating with the unpaced proxy (2026-12-02): first answer at 2.17–2.36 s against 2.63–3.12 s, last at
+ * 2.76–3.06 s against 2.97–3.45 s, peak RSS alike (197–206 against 198–204 MB). Slices of 1,024 events
+ * answered sooner too (2.45–2.53 s) but peaked 12–19 MB higher; 256 peaked about 5 MB higher.
  *
  * The order is one queue for every call: once anything waits, whatever comes next waits behind it, so each
  * call still gets its events in order and its `end()` after them. A call that finished meanwhile (its
- * client left, its deadline passed) ignores what it is handed later. Ordinary load never fills a slice: a
- * call's few events are delivered as they come, with one microtask per synchronous run to reset the count.
+ * client left, its deadline passed) ignores what it is handed later. Ordinary load rarely fills a slice, and
+ * a full one costs a turn, not a write: `bench/load.ts --only a,d`, two runs each, left the proxy's CPU per
+ * cache hit at 1.22x and 1.23x the echo server's (before: 1.21x and 1.30x).
  *
  * @module
  */
@@ -21,7 +24,7 @@ import type { ResponseEvent } from "../wire/response.ts";
 
 /** Events (headers, a message, a status: three per answer) written in one synchronous run, at most. An end
  * is not counted, but waits its turn like the rest. */
-export const TURN_EVENTS = 1_024;
+export const TURN_EVENTS = 64;
 
 /** Takes a paced event; `undefined` stands for the end of the shared answer. Must not throw. */
 export interface Paced {
