@@ -5,17 +5,19 @@
  * A flight hands its answer to every subscriber in one loop. For a herd of 10,000 callers that loop made
  * 30,000 stream writes before the event loop could flush any of them (src/wire/cork.ts), so the first caller
  * heard back only once the last answer had been written, and nothing else was served meanwhile: a health
- * check sent during the herd waited up to 1.4 s. Paced, each slice leaves while the next is written.
- * Measured with `deno run -A bench/load.ts --only herd --no-nginx --proxy-entry …`, four runs each,
- * alternating with the unpaced proxy (2026-12-02): first answer at 2.17–2.36 s against 2.63–3.12 s, last at
- * 2.76–3.06 s against 2.97–3.45 s, peak RSS alike (197–206 against 198–204 MB). Slices of 1,024 events
- * answered sooner too (2.45–2.53 s) but peaked 12–19 MB higher; 256 peaked about 5 MB higher.
+ * check sent during the herd waited up to 1.0–1.4 s (paced: 0.38–0.41 s). Paced, each slice leaves while the
+ * next is written. Measured with `deno run -A bench/load.ts --only herd --no-nginx --proxy-entry …`, four
+ * runs each, alternating with the unpaced proxy (2026-12-02): first answer at 2.17–2.36 s against 2.63–3.12
+ * s, last at 2.76–3.06 s against 2.97–3.45 s, peak RSS alike (197–206 against 198–204 MB). Slices of 1,024
+ * events answered sooner too (2.45–2.53 s) but peaked 12–19 MB higher; 256 peaked about 5 MB higher.
  *
  * The order is one queue for every call: once anything waits, whatever comes next waits behind it, so each
  * call still gets its events in order and its `end()` after them. A call that finished meanwhile (its
- * client left, its deadline passed) ignores what it is handed later. Ordinary load rarely fills a slice, and
- * a full one costs a turn, not a write: `bench/load.ts --only a,d`, two runs each, left the proxy's CPU per
- * cache hit at 1.22x and 1.23x the echo server's (before: 1.21x and 1.30x).
+ * client left, its deadline passed) ignores what it is handed later. Under unique keys a read from the
+ * backend that carries many answers does fill a slice; the rest then leave a turn later, with no more writes.
+ * `bench/load.ts --only a,d` and `--only b,c`, two runs each against the unpaced proxy, moved nothing beyond
+ * the runs' spread: CPU per cache hit 1.22x and 1.23x the echo server's (before: 1.21x, 1.30x), per miss
+ * 1.30x and 1.68x the relay's (before: 1.61x, 1.53x).
  *
  * @module
  */
