@@ -25,6 +25,17 @@ export interface RedisServer extends AsyncDisposable {
 }
 
 /** A free loopback port: bound, then released (redis-server binds it next). */
+/**
+ * `count` distinct free loopback ports: all are bound before any is let go. Picked one at a time, a port
+ * just let go can come back: a cluster node once got another node's cluster-bus port and never answered.
+ */
+export function freePorts(count: number): number[] {
+  const listeners = Array.from({ length: count }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const listener of listeners) listener.close();
+  return ports;
+}
+
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;

@@ -12,7 +12,7 @@
 import { parseRedisNodes, type RedisConfig } from "../src/fleet/redis_config.ts";
 import { bucketOf, CLUSTER_BUCKETS, CLUSTER_SLOTS } from "../src/fleet/slots.ts";
 import { collapseKey } from "../src/policy/key.ts";
-import { freePort } from "./_redis.ts";
+import { freePort, freePorts } from "./_redis.ts";
 import type { TlsCert } from "./_tls.ts";
 
 /** TLS files of a Redis deployment: the server's certificate, the CA it trusts, and the client it uses. */
@@ -196,8 +196,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
   const masters = options.masters ?? 3;
   const count = masters * (1 + (options.replicas ?? 1));
   const dir = await Deno.makeTempDir({ prefix: "collapser_cluster_" });
-  const ports = options.ports ?? Array.from({ length: count }, () => freePort());
-  const nodes = ports.map((port) =>
+  // Client and cluster-bus ports picked together, so that no two of them can be the same port.
+  const picked = freePorts(options.ports ? count : 2 * count);
+  const ports = options.ports ?? picked.slice(count);
+  const nodes = ports.map((port, i) =>
     new Node(
       port,
       [
@@ -208,7 +210,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
         "yes",
         // The bus port (the client port + 10000 by default) might be taken or out of range.
         "--cluster-port",
-        String(freePort()),
+        String(picked[i]),
         "--cluster-config-file",
         `${dir}/nodes-${port}.conf`,
         "--cluster-node-timeout",
@@ -351,14 +353,13 @@ export async function startSentinels(options: { tls?: RedisTlsFiles } = {}): Pro
     ...["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
     ...["--repl-diskless-sync-delay", "0"],
   ];
-  const [masterPort, replicaPort] = [freePort(), freePort()];
+  const [masterPort, replicaPort, ...sentinelPorts] = freePorts(5);
   const master = new Node(masterPort, [...listen(masterPort), ...common], tls);
   const replica = new Node(
     replicaPort,
     [...listen(replicaPort), ...common, "--replicaof", "127.0.0.1", String(masterPort)],
     tls,
   );
-  const sentinelPorts = [freePort(), freePort(), freePort()];
   const sentinels = sentinelPorts.map((port) =>
     new Node(port, [`${dir}/sentinel-${port}.conf`, "--sentinel"], tls)
   );
