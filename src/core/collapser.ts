@@ -202,7 +202,7 @@ export class Collapser<E> {
     this.#leaders++;
     const flight = new Flight<E>(this.#owner, key);
     this.#inflight.set(key, flight);
-    const membership = flight._add(subscriber);
+    const membership = flight._add(subscriber, "leader");
     try {
       start(flight);
     } catch (err) {
@@ -210,7 +210,7 @@ export class Collapser<E> {
       flight.finish({ cache: false });
       throw err;
     }
-    return { role: "leader", leave: membership.leave };
+    return membership;
   }
 
   /** Starts a producer nobody waits on yet; callers that come before it finishes join it. */

@@ -219,17 +219,19 @@ export class Flight<E> {
     this.#owner.release(this);
   }
 
-  /** @internal */
-  _add(subscriber: Subscriber<E>): Membership {
+  /** @internal `role`: how the subscriber is served (a leader is its flight's first subscriber). */
+  _add(subscriber: Subscriber<E>, role: Role = "follower"): Membership {
     for (const event of this.#events ?? []) {
-      if (!this.#deliver(subscriber, event)) return { role: "follower", leave: noop };
+      if (!this.#deliver(subscriber, event)) return role === "follower" ? GONE_FOLLOWER : GONE_LEADER;
     }
     this.#subscribers.add(subscriber);
     this.#owner.waiting++;
-    return {
-      role: "follower",
-      leave: () => this.#remove(subscriber),
-    };
+    return new Place(role, this, subscriber);
+  }
+
+  /** @internal Stops delivery to `subscriber` (its membership's `leave`). */
+  _remove(subscriber: Subscriber<E>): void {
+    this.#remove(subscriber);
   }
 
   #remove(subscriber: Subscriber<E>): void {
@@ -249,6 +251,21 @@ export class Flight<E> {
     }
   }
 }
+
+/**
+ * A subscriber's place in a running flight. One object, not an object and a closure: it is held for as long
+ * as its call waits, which under unique keys is past two scavenges (docs/performance.md).
+ */
+class Place<E> implements Membership {
+  constructor(readonly role: Role, readonly flight: Flight<E>, readonly subscriber: Subscriber<E>) {}
+
+  leave(): void {
+    this.flight._remove(this.subscriber);
+  }
+}
+
+const GONE_FOLLOWER: Membership = Object.freeze({ role: "follower" as const, leave: noop });
+const GONE_LEADER: Membership = Object.freeze({ role: "leader" as const, leave: noop });
 
 /** Does nothing. */
 export function noop(): void {}

@@ -44,6 +44,7 @@ export { HEALTH_CHECK_METHOD };
 const GRPC_CONTENT_TYPE = "application/grpc";
 const SUPPORTED_ENCODINGS = new Set(["identity", "gzip", "deflate"]);
 const NO_MESSAGES = Object.freeze([]) as unknown as Uint8Array[]; // held once no longer reading: frozen
+const NO_HEADERS: http2.IncomingHttpHeaders = Object.freeze({});
 /** Largest delay setTimeout honours; a longer one fires after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -54,7 +55,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall, Paced {
   readonly #proxy: CallHost;
   readonly #stream: http2.ServerHttp2Stream;
-  readonly #headers: http2.IncomingHttpHeaders;
+  #headers: http2.IncomingHttpHeaders;
   readonly #method: string;
   readonly #policy: MethodPolicy;
   readonly #startedAt: number;
@@ -241,6 +242,7 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall, Pa
       return this.#fail(err);
     }
     this.#outcome = membership.role;
+    if (!TRACING_ENABLED) this.#headers = NO_HEADERS; // nothing reads them now: a held call keeps less
     if ((this.#mode as string) === "done") return; // (cast: TypeScript narrows #mode across the callbacks)
     this.#membership = membership;
   }
