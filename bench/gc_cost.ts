@@ -109,7 +109,9 @@ try {
         ]
           .concat(["--metrics-port", String(adminPort), "--log-level", "error"])
         : ["bench/relay_server.ts", "--port", String(port), "--backend", `127.0.0.1:${backendPort}`];
-      const proc: Proc = spawn(`${target}-${round}`, DENO, ["run", "-A", v8, ...args], tmp);
+      // V8 prints the trace through C stdio, block-buffered into a pipe: line-buffered (`stdbuf`, which execs
+      // deno in its place) each record is in the log by the time the round ends.
+      const proc: Proc = spawn(`${target}-${round}`, "stdbuf", ["-oL", DENO, "run", "-A", v8, ...args], tmp);
       try {
         await waitForPort(port, proc);
         const load = ["--keys", flags.keys, "--connections", "8", "--streams", "16"];
