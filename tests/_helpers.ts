@@ -327,7 +327,9 @@ export async function startCollapserProcess(
       }
     }
     if (buffered) otherOutput.push(buffered);
-    firstLine.reject(new Error(`collapser exited before logging: ${buffered}`));
+    // Say what it did print: its log lines and anything else (a crash, a refused flag) are the reason.
+    const printed = [...logs.map((entry) => JSON.stringify(entry)), ...otherOutput].join("\n");
+    firstLine.reject(new Error(`collapser exited before its start-up line; it printed:\n${printed}`));
   })();
   const startup = await firstLine.promise;
   const properties = startup.properties as Record<string, number>;
