@@ -247,14 +247,14 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall, Pa
     this.#membership = membership;
   }
 
-  /** @internal Subscriber: one event of the shared answer, written when its turn comes (fan_out.ts). */
+  /** @internal Subscriber: one event of the shared answer; a follower's waits its turn (fan_out.ts). */
   event(event: ResponseEvent): void {
-    if (paced(this, event)) this.#send(event);
+    if (this.#outcome !== "follower" || paced(this, event)) this.#send(event);
   }
 
   /** @internal Subscriber: the shared answer ended. */
   end(): void {
-    if (paced(this, undefined)) this.deliver(undefined);
+    if (this.#outcome !== "follower" || paced(this, undefined)) this.deliver(undefined);
   }
 
   /** @internal Paced: an event of the shared answer, or its end (`undefined`). */

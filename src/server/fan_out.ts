@@ -1,31 +1,33 @@
 /**
- * Fan-out pacing: at most {@linkcode TURN_EVENTS} answer events are written in one synchronous run; the
- * rest wait their turn, in order, and leave {@linkcode TURN_EVENTS} per `setImmediate`.
+ * Fan-out pacing: at most {@linkcode TURN_EVENTS} events of followers' answers are written in one
+ * synchronous run; the rest wait their turn, in order, and leave {@linkcode TURN_EVENTS} per `setImmediate`.
+ * Only followers are paced (DownstreamCall decides): a leader's answer and a cache hit go out at once, so a
+ * herd's queue never holds up a call that shares nothing with it, and under unique keys, where one read from
+ * the backend can carry a hundred answers, nothing waits.
  *
  * A flight hands its answer to every subscriber in one loop. For a herd of 10,000 callers that loop made
- * 30,000 stream writes before the event loop could flush any of them (src/wire/cork.ts), so the first caller
- * heard back only once the last answer had been written, and nothing else was served meanwhile: a health
- * check sent during the herd waited up to 1.0–1.4 s (paced: 0.38–0.41 s). Paced, each slice leaves while the
- * next is written. Measured with `deno run -A bench/load.ts --only herd --no-nginx --proxy-entry …`, four
- * runs each, alternating with the unpaced proxy (2026-12-02): first answer at 2.17–2.36 s against 2.63–3.12
- * s, last at 2.76–3.06 s against 2.97–3.45 s, peak RSS alike (197–206 against 198–204 MB). Slices of 1,024
- * events answered sooner too (2.45–2.53 s) but peaked 12–19 MB higher; 256 peaked about 5 MB higher.
+ * 30,000 stream writes before the event loop could flush any of them (src/wire/cork.ts): even the leader
+ * heard back only once the last follower's answer had been written, and nothing else was served meanwhile.
+ * Measured with `deno run -A bench/load.ts --only herd --no-nginx --proxy-entry …`, three runs each,
+ * alternating with the unpaced proxy (2026-12-02): first answer at 1.75–1.78 s against 2.61–2.88 s, last at
+ * 2.68–2.89 s against 2.87–3.22 s, peak RSS 192.6–202.0 against 201.6–208.5 MB. A health check sent every 5
+ * ms during the herd (an ad-hoc probe on its own connection) waited at most 0.76–0.86 s against 1.00–1.03 s.
+ * Slices of 1,024 events peaked 12–19 MB higher than unpaced; 256, about 5 MB higher.
  *
  * The order is one queue for every call: once anything waits, whatever comes next waits behind it, so each
  * call still gets its events in order and its `end()` after them. A call that finished meanwhile (its
- * client left, its deadline passed) ignores what it is handed later. Under unique keys a read from the
- * backend that carries many answers does fill a slice; the rest then leave a turn later, with no more writes.
- * `bench/load.ts --only a,d` and `--only b,c`, two runs each against the unpaced proxy, moved nothing beyond
- * the runs' spread: CPU per cache hit 1.22x and 1.23x the echo server's (before: 1.21x, 1.30x), per miss
- * 1.30x and 1.68x the relay's (before: 1.61x, 1.53x).
+ * client left, its deadline passed) ignores what it is handed later. What waits belongs to calls whose
+ * streams are open, so the queue is bounded by the calls in flight.
  *
  * @module
  */
 
 import type { ResponseEvent } from "../wire/response.ts";
 
-/** Events (headers, a message, a status: three per answer) written in one synchronous run, at most. An end
- * is not counted, but waits its turn like the rest. */
+/**
+ * Events (headers, a message, a status: three per answer) written in one synchronous run, at most. An end is
+ * not counted, but waits its turn like the rest.
+ */
 export const TURN_EVENTS = 64;
 
 /** Takes a paced event; `undefined` stands for the end of the shared answer. Must not throw. */
