@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fanOutStats, type Paced, paced, TURN_EVENTS } from "../src/server/fan_out.ts";
+import { DRAIN_TURNS, fanOutStats, type Paced, paced, TURN_EVENTS } from "../src/server/fan_out.ts";
 import { type ResponseEvent, statusEvent } from "../src/wire/response.ts";
 import { Status } from "../src/wire/grpc_wire.ts";
 
@@ -86,4 +86,44 @@ Deno.test("fan-out: a call that throws on a waiting event does not keep the othe
   await turn();
   assert.equal(fanOutStats().waiting, 0);
   for (const call of calls) assert.equal(call.got.join(), "headers,status");
+});
+
+Deno.test("fan-out: a long queue leaves at least a DRAIN_TURNS-th of itself a turn, so it never outgrows its drain", async () => {
+  await turn();
+  const log: string[] = [];
+  const call = new Call(log, "c");
+  const queued = 4 * DRAIN_TURNS * TURN_EVENTS; // long enough that a slice is more than TURN_EVENTS
+  for (let i = 0; i < TURN_EVENTS + queued; i++) call.offer(MESSAGE);
+  assert.equal(fanOutStats().waiting, queued);
+  await turn();
+  const first = Math.max(TURN_EVENTS, Math.ceil(queued / DRAIN_TURNS));
+  assert.equal(log.length, TURN_EVENTS + first);
+  await turn();
+  const second = Math.max(TURN_EVENTS, Math.ceil((queued - first) / DRAIN_TURNS));
+  assert.equal(log.length, TURN_EVENTS + first + second);
+  while (fanOutStats().waiting > 0) await turn();
+  assert.equal(log.length, TURN_EVENTS + queued);
+});
+
+Deno.test("fan-out: what is queued while a slice is handed out waits for the next turn (one drain, not two)", async () => {
+  await turn();
+  const log: string[] = [];
+  const later = new Call(log, "later");
+  const feeder: Paced = {
+    deliver() {
+      log.push("feeder");
+      later.offer(MESSAGE); // queued behind the rest: two slices' worth in all
+      later.offer(MESSAGE);
+    },
+  };
+  for (let i = 0; i < TURN_EVENTS; i++) new Call(log, `c${i}`).offer(HEADERS);
+  for (let i = 0; i < TURN_EVENTS; i++) assert.equal(paced(feeder, HEADERS), false);
+  await turn();
+  assert.equal(log.filter((l) => l === "feeder").length, TURN_EVENTS);
+  assert.equal(log.filter((l) => l.startsWith("later")).length, 0, "nothing of the next slice in this turn");
+  await turn();
+  assert.equal(log.filter((l) => l.startsWith("later")).length, TURN_EVENTS, "one slice a turn");
+  await turn();
+  assert.equal(log.filter((l) => l.startsWith("later")).length, 2 * TURN_EVENTS);
+  assert.equal(fanOutStats().waiting, 0);
 });

@@ -257,12 +257,12 @@ export class DownstreamCall implements Subscriber<ResponseEvent>, StreamCall, Pa
     if (this.#outcome !== "follower" || paced(this, undefined)) this.deliver(undefined);
   }
 
-  /** @internal Paced: an event of the shared answer, or its end (`undefined`). */
+  /** @internal Paced: an event of the answer, or its end (undefined); one not sent ends the call. */
   deliver(event: ResponseEvent | undefined): void {
-    if (event !== undefined) this.#send(event);
-    else if (this.#mode !== "done") {
-      this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
-    }
+    try {
+      if (event !== undefined) return this.#send(event);
+    } catch { /* ended below */ }
+    if (this.#mode !== "done") this.#finish(statusEvent(Status.INTERNAL, "shared call ended without status"));
   }
 
   /** @internal Subscriber: a cache hit, before its replay. */
