@@ -24,7 +24,6 @@ export interface RedisServer extends AsyncDisposable {
   restart(): Promise<void>;
 }
 
-/** A free loopback port: bound, then released (redis-server binds it next). */
 /**
  * `count` distinct free loopback ports: all are bound before any is let go. Picked one at a time, a port
  * just let go can come back: a cluster node once got another node's cluster-bus port and never answered.
@@ -36,6 +35,7 @@ export function freePorts(count: number): number[] {
   return ports;
 }
 
+/** A free loopback port: bound, then released (redis-server binds it next). */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;

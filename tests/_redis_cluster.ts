@@ -197,8 +197,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<RedisC
   const count = masters * (1 + (options.replicas ?? 1));
   const dir = await Deno.makeTempDir({ prefix: "collapser_cluster_" });
   // Client and cluster-bus ports picked together, so that no two of them can be the same port.
-  const picked = freePorts(options.ports ? count : 2 * count);
-  const ports = options.ports ?? picked.slice(count);
+  // Given client ports may not be bound yet: bus ports are picked around them.
+  const given = new Set(options.ports ?? []);
+  const picked = freePorts(2 * count + given.size).filter((port) => !given.has(port));
+  const ports = options.ports ?? picked.slice(count, 2 * count);
   const nodes = ports.map((port, i) =>
     new Node(
       port,

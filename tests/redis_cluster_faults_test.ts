@@ -28,7 +28,7 @@ import {
   serves,
   startCluster,
 } from "./_redis_cluster.ts";
-import { freePort } from "./_redis.ts";
+import { freePort, freePorts } from "./_redis.ts";
 import { keySlot } from "../src/fleet/slots.ts";
 import { needs } from "./_needs.ts";
 
@@ -243,7 +243,7 @@ test({
     "Redis Cluster: no seed answers at start-up → calls served locally (one warning); when the cluster comes, the tier comes up by itself",
   ...NO_LEAKS,
   async fn() {
-    const ports = Array.from({ length: 3 }, () => freePort());
+    const ports = freePorts(3);
     const backend = await startTestBackend();
     try {
       await using fleet = await startFleet(

@@ -257,10 +257,16 @@ export class Flight<E> {
  * as its call waits, which under unique keys is past two scavenges (docs/performance.md).
  */
 class Place<E> implements Membership {
-  constructor(readonly role: Role, readonly flight: Flight<E>, readonly subscriber: Subscriber<E>) {}
+  readonly #flight: Flight<E>;
+  readonly #subscriber: Subscriber<E>;
+
+  constructor(readonly role: Role, flight: Flight<E>, subscriber: Subscriber<E>) {
+    this.#flight = flight;
+    this.#subscriber = subscriber;
+  }
 
   leave(): void {
-    this.flight._remove(this.subscriber);
+    this.#flight._remove(this.#subscriber);
   }
 }
 
