@@ -84,6 +84,7 @@ Deno.test("Metrics count calls by outcome and status, backend calls, cache and g
     assert.ok(sample(text, "collapser_cache_bytes")! > 0);
     assert.equal(sample(text, "collapser_inflight_requests"), 0);
     assert.equal(sample(text, "collapser_waiting_callers"), 0);
+    assert.equal(sample(text, "collapser_fanout_queued_events"), 0);
     // (3 leaders + 4 followers + 1 hit) / 3 leaders
     assert.equal(sample(text, "collapser_collapse_ratio"), 8 / 3);
     assert.ok(sample(text, "process_resident_memory_bytes")! > 0, "process metrics are exported");

@@ -17,6 +17,7 @@ import { Status, type StatusCode } from "../wire/grpc_wire.ts";
 import type { BackendCallReport } from "../backend/backend_calls.ts";
 import type { ProxyStats } from "../server/proxy.ts";
 import type { CallReport, ProxyObserver } from "../server/observer.ts";
+import { fanOutStats } from "../server/fan_out.ts";
 import type { TierStats } from "../fleet/shared_tier.ts";
 import type { BalancerStats } from "../backend/balancer.ts";
 import { addressMetrics } from "./address_metrics.ts";
@@ -225,6 +226,11 @@ export class Metrics implements ProxyObserver {
       "collapser_waiting_callers",
       "Callers waiting on a shared backend call now (leaders and followers).",
       () => collapserStats().waiting,
+    );
+    gauge(
+      "collapser_fanout_queued_events",
+      "Events of followers' answers waiting their turn to be written now (a herd's answer goes out 64 a turn).",
+      () => fanOutStats().waiting,
     );
     gauge("collapser_cache_entries", "Answers in the cache now.", () => collapserStats().cacheEntries);
     gauge(
