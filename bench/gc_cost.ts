@@ -24,20 +24,26 @@ import { V8_FLAGS } from "../src/util/v8_flags.ts";
 import { cpuMs, DENO, freePorts, type Proc, spawn, stop, stopAll, waitForPort } from "./lib/procs.ts";
 import { loadgen } from "./lib/drivers.ts";
 
-const { values: flags } = parseArgs({
-  args: Deno.args,
-  options: {
-    rounds: { type: "string", default: "2" },
-    seconds: { type: "string", default: "6" },
-    keys: { type: "string", default: "unique" },
-    "proxy-entry": { type: "string", default: "main.ts" },
-    help: { type: "boolean", short: "h" },
-  },
-});
+const USAGE =
+  "Usage: deno run -A bench/gc_cost.ts [--rounds N] [--seconds S] [--keys unique|zipf] [--proxy-entry F]";
+let flags;
+try {
+  ({ values: flags } = parseArgs({
+    args: Deno.args,
+    options: {
+      rounds: { type: "string", default: "2" },
+      seconds: { type: "string", default: "6" },
+      keys: { type: "string", default: "unique" },
+      "proxy-entry": { type: "string", default: "main.ts" },
+      help: { type: "boolean", short: "h" },
+    },
+  }));
+} catch (err) {
+  console.error(`gc_cost: ${(err as Error).message}\n${USAGE}`);
+  Deno.exit(1);
+}
 if (flags.help) {
-  console.log(
-    "Usage: deno run -A bench/gc_cost.ts [--rounds N] [--seconds S] [--keys unique|zipf] [--proxy-entry F]",
-  );
+  console.log(USAGE);
   Deno.exit(0);
 }
 const ROUNDS = Number(flags.rounds);
