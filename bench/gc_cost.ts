@@ -4,9 +4,9 @@
  *
  * A miss that lives past two scavenges is promoted: under unique keys a call lives ~40–60 ms and scavenges
  * come every ~30 ms, so every object a call holds for its whole life is copied twice and then marked by the
- * next mark-compact. The bytes promoted per answer show what a change to a call's state keeps alive; they
- * are steadier than req/s on two shared cores, though not steady: the relay read 3.9–5.4 KB across runs of
- * 2026-12-02, so compare the proxy with the relay of the same run, over several rounds.
+ * next mark-compact. The bytes promoted per answer show what a change to a call's state keeps alive, and
+ * they hold still where req/s and CPU time move 10–20% between runs on two shared cores: over six rounds of
+ * 2026-12-02 the relay read 4.30–4.41 KB, the proxy 6.20–6.30 KB at one commit and 5.08–5.35 KB at the next.
  *
  * ```sh
  * deno run -A bench/gc_cost.ts                      # unique keys, 2 rounds × 6 s per target
@@ -115,21 +115,34 @@ try {
         ]
           .concat(["--metrics-port", String(adminPort), "--log-level", "error"])
         : ["bench/relay_server.ts", "--port", String(port), "--backend", `127.0.0.1:${backendPort}`];
-      // V8 prints the trace through C stdio, block-buffered into a pipe: line-buffered (`stdbuf`, which execs
-      // deno in its place) each record is in the log by the time the round ends.
-      const proc: Proc = spawn(`${target}-${round}`, "stdbuf", ["-oL", DENO, "run", "-A", v8, ...args], tmp);
+      // V8 prints the trace through C stdio: into a file of its own, line-buffered (`stdbuf`; the shell and
+      // stdbuf exec deno in their place). Through a pipe to this process, records were lost once 64 KiB had
+      // gone through (a 1 s round read no scavenge at all).
+      const trace = `${tmp}/${target}-${round}.trace`;
+      const proc: Proc = spawn(
+        `${target}-${round}`,
+        "sh",
+        [
+          "-c",
+          'exec stdbuf -oL "$0" "$@" > "$TRACE" 2>&1',
+          ...[DENO, "run", "-A", v8, ...args],
+        ],
+        tmp,
+        false,
+        { TRACE: trace },
+      );
       try {
         await waitForPort(port, proc);
         const load = ["--keys", flags.keys, "--connections", "8", "--streams", "16"];
         await loadgen(port, [...load, "--duration", "2s"], tmp, 60_000); // warm-up: the JIT, the heap's size
-        const from = (await Deno.readTextFile(proc.log)).length;
+        const from = (await Deno.readTextFile(trace)).length;
         const cpuBefore = cpuMs(proc.pid);
         const run = await loadgen(port, [...load, "--duration", `${SECONDS}s`], tmp, 60_000 + SECONDS * 1000);
         const cpu = cpuMs(proc.pid) - cpuBefore;
         if (run.failed > 0) {
           throw new Error(`${target}: ${run.failed} calls failed: ${JSON.stringify(run.failures)}`);
         }
-        const text = (await Deno.readTextFile(proc.log)).slice(from);
+        const text = (await Deno.readTextFile(trace)).slice(from);
         results.push({
           target,
           round,
