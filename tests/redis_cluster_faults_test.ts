@@ -263,8 +263,16 @@ test({
       assert.equal(fleet.proxies[0].tier!.stats.outages, 1, "still one outage: not one per call or attempt");
       await using cluster = await startCluster({ ports, replicas: 0 });
       for (const proxy of fleet.proxies) await until(() => proxy.tier!.up, "the tier to come up by itself");
-      // Every master's keys are shared, whatever the proxies saw while the cluster was forming.
+      // Every master's keys are shared, whatever the proxies saw while the cluster was forming. "Up" comes with
+      // the first master reached; a proxy whose slot map was read mid-formation serves a slot without a master
+      // locally until it reads the map again (redis_cluster_link.ts): wait until a herd on each master is
+      // shared (each try a new key), then check on keys of their own.
       for (const master of (await cluster.nodes()).filter((n) => n.role === "master")) {
+        let tries = 0;
+        await until(
+          async () => await herd(backend, fleet.clients, payloadsOn(master, `settle-${tries++}`, 1)[0]) === 1,
+          `a herd on :${master.port} to be shared`,
+        );
         for (const payload of payloadsOn(master, "after-start", 2)) {
           assert.equal(await herd(backend, fleet.clients, payload), 1, `a key on :${master.port}`);
         }
